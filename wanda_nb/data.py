@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['CORPORA', 'find_file', 'Corpus', 'load_corpus']
 
-# %% ../nbs/00_data.ipynb #78f3527e
+# %% ../nbs/00_data.ipynb #ebd763c0
 import hashlib, gzip, json, os, platform, sysconfig, tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 import wanda_nb
 
-# %% ../nbs/00_data.ipynb #2cfce383
+# %% ../nbs/00_data.ipynb #3a7cd7ba
 def _repo_roots() -> list[Path]:
     "Checkouts that may hold `data/`: the parent of the package dir (editable install), then the cwd."
     pkg_parent = Path(wanda_nb.__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def _places(rel:str) -> list[Path]:
     for r in _repo_roots(): bases += [r/'data', r.parent/'shared'/'offline_data']
     return list(dict.fromkeys(Path(os.path.abspath(b/rel)) for b in bases))
 
-# %% ../nbs/00_data.ipynb #1b68bb6d
+# %% ../nbs/00_data.ipynb #560af0b8
 _sha_cache = {}
 
 def _sha256(f:Path) -> str:
@@ -47,7 +47,7 @@ def _sums() -> dict:
             return {p.strip().lstrip('*').removeprefix('./'): h for h, p in pairs}
     return {}
 
-# %% ../nbs/00_data.ipynb #91d7f3b8
+# %% ../nbs/00_data.ipynb #c40f6091
 def _verified(rel:str, f:Path) -> Path:
     "Return `f` after checking its sha256 against `SHA256SUMS[rel]` or a `<file>.sha256` beside it."
     side = f.with_name(f.name + '.sha256')
@@ -58,7 +58,7 @@ def _verified(rel:str, f:Path) -> Path:
                          f"expected {exp} (from {src}). Replace it with an intact copy, or remove it.")
     return f
 
-# %% ../nbs/00_data.ipynb #65219e28
+# %% ../nbs/00_data.ipynb #49e6cc0e
 def _offline() -> bool:
     "True when `HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE` asks for no hub access."
     return any(os.environ.get(v, '').strip().lower() in ('1', 'true', 'yes', 'on')
@@ -68,7 +68,7 @@ def _not_found(rel, tried, fix, note='') -> FileNotFoundError:
     "The one error for a missing `rel`: every place looked, then how to fix it."
     looked = '\n'.join(f'  - {t}' for t in tried)
     return FileNotFoundError(f"'{rel}' was not found.{' ' + note if note else ''} Looked in, in order:\n{looked}\n"
-        f"To fix: set WANDA_NB_DATA to a folder holding '{rel}' (e.g. the offline mirror shared/offline_data), "
+        f"To fix: set WANDA_NB_DATA to a folder holding '{rel}' (the offline mirror's layout, e.g. ../shared/offline_data), "
         f"pass path= to the file, or {fix}.")
 
 def _hub(rel, tried, call:str, fn=None, note=''):
@@ -80,7 +80,7 @@ def _hub(rel, tried, call:str, fn=None, note=''):
     except Exception as e: err = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
     raise _not_found(rel, [*tried, f'{call}: failed with {err}'], 'check the network and the hub repository', note)
 
-# %% ../nbs/00_data.ipynb #fffa51ee
+# %% ../nbs/00_data.ipynb #fa49f656
 def _local(rel:str, path=None) -> tuple:
     "(first existing local file for `rel`, verified, or None; every place looked)."
     if path is not None:
@@ -90,7 +90,7 @@ def _local(rel:str, path=None) -> tuple:
     hit = next((p for p in places if p.is_file()), None)
     return (_verified(rel, hit) if hit else None), places
 
-# %% ../nbs/00_data.ipynb #f9ffd97e
+# %% ../nbs/00_data.ipynb #291c57b3
 def find_file(rel:str,  # path in the offline mirror's layout, e.g. 'wikitext-2-raw/wiki.test.raw'
               path=None,  # explicit file, or folder holding `rel`; takes precedence and is never skipped
               hub:tuple|None=None,  # (repo_id, filename[, kwargs dict]) for `hf_hub_download`, the last resort
@@ -108,20 +108,20 @@ def find_file(rel:str,  # path in the offline mirror's layout, e.g. 'wikitext-2-
             return Path(hf_hub_download(repo_id, filename, **(kw[0] if kw else {})))
     return _verified(rel, _hub(rel, places, call, fn))
 
-# %% ../nbs/00_data.ipynb #ff16b337
+# %% ../nbs/00_data.ipynb #e3091a86
 @dataclass(repr=False)
 class Corpus:
     "The rows of one split of a named corpus, with where they came from."
     name:str  # key of `CORPORA`
     split:str  # e.g. 'test', 'validation', 'train'
-    rows:list  # list[str], in upstream order
+    rows:list[str]  # in upstream order
     source:str  # file path, or the hub call that produced the rows
     meta:dict = field(default_factory=dict)  # files, sha256, n_rows, upstream, ...
     def __repr__(self):
         return (f"Corpus({self.name!r}, split={self.split!r}, {len(self.rows):,} rows, "
                 f"{sum(map(len, self.rows)):,} chars, source={self.source!r})")
 
-# %% ../nbs/00_data.ipynb #e2567006
+# %% ../nbs/00_data.ipynb #40ec9e33
 CORPORA = {
     'wikitext2': dict(splits=('test', 'validation', 'train'), default='test',
         description="WikiText-2 raw (HF wikitext/wikitext-2-raw-v1); rows = file lines, whitespace-only → ''. "
@@ -136,19 +136,19 @@ CORPORA = {
                     "train = even rows, test = odd rows"),
 }
 
-# %% ../nbs/00_data.ipynb #68dccfa5
+# %% ../nbs/00_data.ipynb #6a572859
 def _alternate(rows:list, split:str) -> list:
     "train = rows at even index, test = rows at odd index."
     return rows[0::2] if split == 'train' else rows[1::2]
 
-# %% ../nbs/00_data.ipynb #af5ec009
+# %% ../nbs/00_data.ipynb #b5eca607
 def _wikitext_rows(text:str) -> list:
     "Rows as HF `wikitext` gives them: lines with their newline, whitespace-only lines as ''."
     parts = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')  # file iteration splits on \n only
     lines = [p + '\n' for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
     return [l if l.strip() else '' for l in lines]
 
-# %% ../nbs/00_data.ipynb #e6b295e2
+# %% ../nbs/00_data.ipynb #0b1ad1da
 _WT = {'test': 'wiki.test.raw', 'validation': 'wiki.valid.raw', 'train': 'wiki.train.raw'}
 
 def _wikitext2(split:str, path=None) -> Corpus:
@@ -167,7 +167,7 @@ def _wikitext2(split:str, path=None) -> Corpus:
     rows = _hub(rel, places, call, fn, note)
     return Corpus('wikitext2', split, rows, call, dict(files=[], sha256=None, n_rows=len(rows), upstream=up))
 
-# %% ../nbs/00_data.ipynb #12d1fb3c
+# %% ../nbs/00_data.ipynb #6ae2bab8
 _C4 = {'train': ('c4/c4-train.00000-of-01024.first1000.jsonl', 'en/c4-train.00000-of-01024.json.gz'),
        'validation': ('c4/c4-validation.00000-of-00008.json.gz', 'en/c4-validation.00000-of-00008.json.gz')}
 
@@ -190,7 +190,7 @@ def _c4(split:str, path=None) -> Corpus:
     rows = _hub(rel, places, call, fn)
     return Corpus('c4', split, rows, call, dict(files=[], sha256=None, n_rows=len(rows), upstream=up, first1000_sample=False))
 
-# %% ../nbs/00_data.ipynb #81a6c35a
+# %% ../nbs/00_data.ipynb #1d070120
 _SKIP_DIRS = {'site-packages', 'dist-packages', 'test', 'tests', 'idle_test', '__pycache__'}
 
 def _py_files(root:Path) -> list:
@@ -207,7 +207,7 @@ def _read_py(f:Path) -> str:
         with tokenize.open(f) as fh: return fh.read()
     except (SyntaxError, UnicodeDecodeError): return f.read_bytes().decode('utf-8', errors='replace')
 
-# %% ../nbs/00_data.ipynb #2338181f
+# %% ../nbs/00_data.ipynb #407c9998
 def _code(split:str, path=None) -> Corpus:
     "Python source rows: the stdlib (or the folder `path`), split train = even / test = odd sorted file index."
     root = Path(path).expanduser() if path is not None else Path(sysconfig.get_paths()['stdlib'])
@@ -222,7 +222,7 @@ def _code(split:str, path=None) -> Corpus:
         sha256=hashlib.sha256('\0'.join(rows).encode()).hexdigest(), first_file=names[0] if names else None,
         upstream=f"Python {platform.python_version()} standard library" if path is None else f"user folder {root}"))
 
-# %% ../nbs/00_data.ipynb #da8a5f47
+# %% ../nbs/00_data.ipynb #0a165316
 def _stories(split:str, path=None) -> Corpus:
     "stories260K samples written by the metrics notebook; train = even rows, test = odd rows."
     rel = 'stories260K_samples.jsonl'
@@ -235,7 +235,7 @@ def _stories(split:str, path=None) -> Corpus:
     return Corpus('stories', split, rows, str(f), dict(files=[str(f)], sha256=_sha256(f), n_rows=len(rows),
                   n_samples=len(allrows), upstream='wanda_nb.metrics.make_stories (stories260K samples)'))
 
-# %% ../nbs/00_data.ipynb #f8f45872
+# %% ../nbs/00_data.ipynb #98c21821
 _LOADERS = {'wikitext2': _wikitext2, 'c4': _c4, 'code': _code, 'stories': _stories}
 
 def load_corpus(name:str,  # a key of `CORPORA`: 'wikitext2', 'c4', 'code', 'stories'
