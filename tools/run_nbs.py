@@ -11,7 +11,7 @@ import argparse, os, subprocess, sys, time
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
-from fastcore.basics import working_directory
+from fastcore.xtras import working_directory
 from nbdev.process import NBProcessor, extract_directives
 
 root = Path(__file__).resolve().parent.parent
