@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['recon_error', 'rel_recon_error', 'brute_force_mask', 'refit_row']
 
-# %% ../nbs/02_theory.ipynb #eb1b3687
+# %% ../nbs/02_theory.ipynb #cdf411ef
 import itertools
 import torch
 
-# %% ../nbs/02_theory.ipynb #9e54e2f5
+# %% ../nbs/02_theory.ipynb #b9828c29
 def _as_2d(W, X):
     "Validate shapes; return W as (d_out, d_in) and X as (d_in, N), both float64."
     W = torch.as_tensor(W).to(torch.float64)
@@ -22,7 +22,7 @@ def _as_2d(W, X):
                          " (if X is (N, d_in), pass X.T)")
     return W, X
 
-# %% ../nbs/02_theory.ipynb #c27f2853
+# %% ../nbs/02_theory.ipynb #91dc840f
 def recon_error(W,      # (d_out, d_in) or (d_in,) dense weight
                 W_hat,  # same shape as `W`: pruned (and possibly updated) weight
                 X,      # (d_in, N) calibration inputs, one column per token
@@ -33,7 +33,7 @@ def recon_error(W,      # (d_out, d_in) or (d_in,) dense weight
     D, X = _as_2d(W - W_hat, X)                                      # (d_out, d_in), (d_in, N)
     return (D @ X).pow(2).sum().item()
 
-# %% ../nbs/02_theory.ipynb #5b099e25
+# %% ../nbs/02_theory.ipynb #9ea34f5f
 def rel_recon_error(W,      # (d_out, d_in) or (d_in,) dense weight
                     W_hat,  # same shape as `W`: pruned (and possibly updated) weight
                     X,      # (d_in, N) calibration inputs
@@ -44,7 +44,7 @@ def rel_recon_error(W,      # (d_out, d_in) or (d_in,) dense weight
     if ref == 0: raise ValueError("‖WX‖_F = 0: the relative error is undefined (W or X is all zeros)")
     return (recon_error(W, W_hat, X) / ref) ** 0.5
 
-# %% ../nbs/02_theory.ipynb #42adc8ed
+# %% ../nbs/02_theory.ipynb #3afbefae
 def brute_force_mask(W,  # (d_out, d_in) or (d_in,) weight, d_in <= 16
                      X,  # (d_in, N) calibration inputs
                      k,  # number of weights to prune in every row, 0 <= k <= d_in
@@ -65,7 +65,7 @@ def brute_force_mask(W,  # (d_out, d_in) or (d_in,) weight, d_in <= 16
         best.append(((D @ G) * D).sum(1).argmin())                  # E_i(P) = δᵀGδ; first minimum on ties
     return P[torch.stack(best)].view(shape)
 
-# %% ../nbs/02_theory.ipynb #8c2a5d4a
+# %% ../nbs/02_theory.ipynb #26a5e887
 def refit_row(w,     # (d_in,) dense weights of one output row
               X,     # (d_in, N) calibration inputs
               keep,  # (d_in,) bool, True = weight is kept (i.e. `~mask[i]`)
