@@ -3,7 +3,8 @@ reference selections (sort by (score, index)), plus exact counts, N:M patterns, 
 import random, warnings
 import pytest, torch
 from wanda_nb.mask import (magnitude_score, wanda_score, row_mask, layer_mask, global_mask, nm_mask, variant_mask,
-                           parse_structure, check_sparsity, select_mask, mask_sparsity, _variant_search)
+                           parse_structure, check_sparsity, select_mask, mask_sparsity, _variant_search,
+                           _kth_smallest)
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 CASES = 60
@@ -100,6 +101,17 @@ def test_variant(i):
         kk = int((c <= a * c[-1]).sum())
         assert set(mrow.nonzero().flatten().tolist()) == set(order[:kk])
     assert not variant_mask(sc, 0).any()
+
+@pytest.mark.parametrize('i', range(20))
+def test_kth_smallest(i):
+    "The histogram selection equals torch.kthvalue, including negatives, signed zeros, ties and fp16-valued data."
+    r, g = _rng(i)
+    n = r.randint(1, 5000)
+    x = torch.randn(n, generator=g) * 10 ** r.uniform(-6, 3)
+    if r.random() < 0.5: x = x.half().float()
+    if r.random() < 0.5: x[::r.randint(2, 9)] = r.choice([0., -0., 1.])
+    for k in {1, n, r.randint(1, n), r.randint(1, n)}:
+        assert _kth_smallest(x, k) == x.kthvalue(k).values.item()
 
 def test_variant_warns_when_unreachable():
     with pytest.warns(UserWarning, match='misses'): variant_mask(torch.tensor([[1., 2., 3.]]), 0.5)
