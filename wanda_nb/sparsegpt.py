@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['hessian', 'sparsegpt_prune']
 
-# %% ../nbs/05_sparsegpt.ipynb #bfec7511
+# %% ../nbs/05_sparsegpt.ipynb #417d53e2
 import torch
 from torch import Tensor
+from .mask import check_sparsity
 
-# %% ../nbs/05_sparsegpt.ipynb #ae57a211
+# %% ../nbs/05_sparsegpt.ipynb #0464176b
 def hessian(X: Tensor, # (n_tokens, d_in) or (..., d_in) inputs of one linear layer, any float dtype
            ) -> Tensor: # (d_in, d_in) float32, (2/N)·XᵀX over the N tokens
     "Hessian of the layer-wise squared reconstruction error, accumulated in float32."
@@ -18,7 +19,7 @@ def hessian(X: Tensor, # (n_tokens, d_in) or (..., d_in) inputs of one linear la
     X = X.reshape(-1, X.shape[-1]).float()  # (N, d_in)
     return X.T @ X * (2 / X.shape[0])
 
-# %% ../nbs/05_sparsegpt.ipynb #6399e028
+# %% ../nbs/05_sparsegpt.ipynb #c245cc42
 def _hinv_factor(H: Tensor, # (d_in, d_in) float32 undamped Hessian; not modified
                  percdamp: float, # damping as a fraction of the mean diagonal
                 ) -> tuple[Tensor, Tensor]: # U (d_in, d_in) upper, (H+λI)⁻¹ = UᵀU; dead (d_in,) bool
@@ -34,7 +35,7 @@ def _hinv_factor(H: Tensor, # (d_in, d_in) float32 undamped Hessian; not modifie
                          "increase percdamp (e.g. 0.1) or use more calibration tokens")
     return U, dead
 
-# %% ../nbs/05_sparsegpt.ipynb #68a5c69f
+# %% ../nbs/05_sparsegpt.ipynb #346f5bc5
 def _block_mask(W1: Tensor, # (d_out, b) float32 block of weights, as updated by earlier blocks
                 d: Tensor, # (b,) diagonal of the block's Cholesky factor U
                 sparsity: float, # target fraction in [0, 1)
@@ -44,7 +45,7 @@ def _block_mask(W1: Tensor, # (d_out, b) float32 block of weights, as updated by
     thresh = score.flatten().sort().values[int(score.numel() * sparsity)]
     return score <= thresh
 
-# %% ../nbs/05_sparsegpt.ipynb #8976244c
+# %% ../nbs/05_sparsegpt.ipynb #603d8845
 def _prune_block(W1: Tensor, # (d_out, b) float32 block, updated in place as columns are processed
                  U1: Tensor, # (b, b) the block's diagonal block of U
                  mask1: Tensor, # (d_out, b) bool; filled in place for N:M
@@ -65,13 +66,13 @@ def _prune_block(W1: Tensor, # (d_out, b) float32 block, updated in place as col
         Q1[:, i], Err1[:, i] = q, err
     return Q1, Err1
 
-# %% ../nbs/05_sparsegpt.ipynb #161e768a
+# %% ../nbs/05_sparsegpt.ipynb #1e6b1112
 def _check_args(W, H, sparsity, structure, blocksize, percdamp):
     "One clear ValueError per contract violation of `sparsegpt_prune`."
     if W.ndim != 2 or not W.is_floating_point():
         raise ValueError(f"W must be a 2-D float weight shaped (d_out, d_in), got {W.dtype} {tuple(W.shape)}")
     d_in = W.shape[1]
-    if not 0 <= sparsity < 1: raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    check_sparsity(sparsity)                   # the project-wide rule and message (wanda_nb.mask)
     if tuple(H.shape) != (d_in, d_in):
         raise ValueError(f"H must have shape (d_in, d_in) = ({d_in}, {d_in}) to match W {tuple(W.shape)}, got {tuple(H.shape)}")
     if not torch.isfinite(H).all():
@@ -85,7 +86,7 @@ def _check_args(W, H, sparsity, structure, blocksize, percdamp):
     if d_in % m: raise ValueError(f"d_in={d_in} is not divisible by m={m}: N:M needs whole groups of m input columns")
     if blocksize % m: raise ValueError(f"blocksize={blocksize} must be a multiple of m={m} so N:M groups do not straddle blocks")
 
-# %% ../nbs/05_sparsegpt.ipynb #ec8705b6
+# %% ../nbs/05_sparsegpt.ipynb #8a61ac17
 def sparsegpt_prune(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
                     H: Tensor, # (d_in, d_in) float32 (2/N)·Σ x xᵀ, undamped; not modified
                     sparsity: float, # fraction to prune in [0, 1); ignored (validated only) when `structure` is set
