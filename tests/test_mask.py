@@ -7,7 +7,7 @@ from wanda_nb.mask import (magnitude_score, wanda_score, row_mask, layer_mask, g
                            _kth_smallest)
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-CASES = 60
+CASES = 40
 
 def _rng(i): return random.Random(1000 + i), torch.Generator().manual_seed(1000 + i)
 
@@ -86,7 +86,7 @@ def test_idempotent(i):
         m = f(sc)
         assert torch.equal(f(sc.masked_fill(m, 0)), m)
 
-@pytest.mark.parametrize('i', range(20))
+@pytest.mark.parametrize('i', range(12))
 def test_variant(i):
     r, g, _, _, dt, _, _ = _case(i)
     s = r.uniform(0.1, 0.9)
@@ -102,7 +102,7 @@ def test_variant(i):
         assert set(mrow.nonzero().flatten().tolist()) == set(order[:kk])
     assert not variant_mask(sc, 0).any()
 
-@pytest.mark.parametrize('i', range(20))
+@pytest.mark.parametrize('i', range(12))
 def test_kth_smallest(i):
     "The histogram selection equals torch.kthvalue, including negatives, signed zeros, ties and fp16-valued data."
     r, g = _rng(i)
