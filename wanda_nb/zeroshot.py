@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TASKS', 'check_tasks', 'task_rows', 'offline_task_yaml', 'offline_tasks', 'zeroshot', 'zeroshot_table']
 
-# %% ../nbs/08_zeroshot.ipynb #a5b5d746
+# %% ../nbs/08_zeroshot.ipynb #a4ccd5ec
 import contextlib, io, json, logging, math, os, re, tempfile
 from collections import Counter
 from pathlib import Path
@@ -17,7 +17,7 @@ from lm_eval.tasks import TaskManager
 
 from .data import find_file
 
-# %% ../nbs/08_zeroshot.ipynb #e8791ff5
+# %% ../nbs/08_zeroshot.ipynb #94fd4d43
 TASKS = ('boolq', 'rte', 'hellaswag', 'winogrande', 'arc_easy', 'arc_challenge', 'openbookqa', 'piqa')
 
 _SPECS = {  # task -> (stock yaml under lm_eval/tasks, evaluated split, hub dataset the yaml reads, mirror files)
@@ -33,7 +33,7 @@ _SPECS = {  # task -> (stock yaml under lm_eval/tasks, evaluated split, hub data
 
 _NOTES = {'hellaswag': 'offline: a fixed random subset of 1,000 of the 10,042 validation items (the mirror\'s file)'}
 
-# %% ../nbs/08_zeroshot.ipynb #b69ab929
+# %% ../nbs/08_zeroshot.ipynb #d07a119f
 def check_tasks(tasks, # task names, a subset of `TASKS` (a single str is one task)
                ) -> tuple:
     "Validated tuple of task names; one `ValueError` listing the valid names otherwise."
@@ -43,7 +43,7 @@ def check_tasks(tasks, # task names, a subset of `TASKS` (a single str is one ta
         raise ValueError(f"Unknown zero-shot task(s) {bad or 'none given'}: valid tasks are {', '.join(TASKS)}.")
     return tasks
 
-# %% ../nbs/08_zeroshot.ipynb #629b44b4
+# %% ../nbs/08_zeroshot.ipynb #096f243d
 def _mirror_file(rel:str) -> Path:
     "Mirror file `rel` (e.g. 'tasks/boolq/val.jsonl'), sha256-checked; one clear `FileNotFoundError` when absent."
     return find_file(rel)
@@ -52,7 +52,7 @@ def _jsonl(f:Path) -> list:
     "Rows of a jsonl file."
     with open(f, encoding='utf-8') as fh: return [json.loads(l) for l in fh if l.strip()]
 
-# %% ../nbs/08_zeroshot.ipynb #5d11dc52
+# %% ../nbs/08_zeroshot.ipynb #1983a9b0
 def _boolq(f):  # aps/super_glue boolq: question, passage, idx, label (0=False, 1=True)
     return [dict(question=r['question'], passage=r['passage'], idx=r['idx'], label={'false': 0, 'true': 1}[r['label']])
             for r in _jsonl(f)]
@@ -74,7 +74,7 @@ def _arc(f):  # allenai/ai2_arc: id, question (the stem), choices {text, label},
                               label=[c['label'] for c in r['question']['choices']]),
                  answerKey=r['answerKey']) for r in _jsonl(f)]
 
-# %% ../nbs/08_zeroshot.ipynb #c68097fc
+# %% ../nbs/08_zeroshot.ipynb #940e7cf2
 def _openbookqa(f):  # allenai/openbookqa main: id, question_stem, choices {text, label}, answerKey
     lines = Path(f).read_text(encoding='utf-8').splitlines()
     if lines[0].split('\t') != ['ID', 'Question Stem', 'Choices', 'Complete Question', 'Answer Key']:
@@ -97,14 +97,14 @@ def _piqa(f, labels):  # baber/piqa: goal, sol1, sol2, label (0 = sol1, 1 = sol2
 _CONVERT = dict(boolq=_boolq, rte=_rte, hellaswag=_hellaswag, winogrande=_winogrande, arc_easy=_arc,
                 arc_challenge=_arc, openbookqa=_openbookqa, piqa=_piqa)
 
-# %% ../nbs/08_zeroshot.ipynb #bf860c21
+# %% ../nbs/08_zeroshot.ipynb #df9673a1
 def task_rows(task:str, # one of `TASKS`
              ) -> list:
     "The evaluated split of `task` as hub-format rows (list of dicts), converted from the offline mirror."
     (task,) = check_tasks([task])
     return _CONVERT[task](*[_mirror_file(rel) for rel in _SPECS[task][3]])
 
-# %% ../nbs/08_zeroshot.ipynb #1199c98a
+# %% ../nbs/08_zeroshot.ipynb #f8b0db94
 def _cache_dir() -> Path:
     "Where converted task files live: `$WANDA_NB_CACHE` or `~/.cache/wanda_nb`."
     return Path(os.environ.get('WANDA_NB_CACHE', '~/.cache/wanda_nb')).expanduser()
@@ -117,7 +117,7 @@ def _write_if_changed(f:Path, text:str) -> Path:
         tmp.write_text(text, encoding='utf-8'); tmp.replace(f)
     return f
 
-# %% ../nbs/08_zeroshot.ipynb #45f2a096
+# %% ../nbs/08_zeroshot.ipynb #15667935
 def offline_task_yaml(task:str, # one of `TASKS`
                       data_file:Path, # jsonl of `task_rows(task)`
                      ) -> str:
@@ -129,7 +129,7 @@ def offline_task_yaml(task:str, # one of `TASKS`
            'test_split': split if split == 'test' else None}
     return yaml.safe_dump(cfg, sort_keys=False)
 
-# %% ../nbs/08_zeroshot.ipynb #1e7a759f
+# %% ../nbs/08_zeroshot.ipynb #9bb54b65
 def offline_tasks(tasks, # task names, a subset of `TASKS`
                   dest:Path, # folder for the generated yaml files (data files go to the cache)
                  ) -> TaskManager:
@@ -141,7 +141,7 @@ def offline_tasks(tasks, # task names, a subset of `TASKS`
         _write_if_changed(Path(dest)/f'{t}.yaml', offline_task_yaml(t, data))
     return TaskManager(include_path=str(dest), include_defaults=False)
 
-# %% ../nbs/08_zeroshot.ipynb #beaa1d13
+# %% ../nbs/08_zeroshot.ipynb #4890f19f
 @contextlib.contextmanager
 def _quiet(verbose:bool=False):
     "Silence lm-eval's logs, `datasets`' and lm-eval's progress bars (stderr) unless `verbose`."
@@ -157,7 +157,7 @@ def _quiet(verbose:bool=False):
         for l, v in zip(logs, levels): l.setLevel(v)
         if bars: datasets.enable_progress_bars()
 
-# %% ../nbs/08_zeroshot.ipynb #9448fa98
+# %% ../nbs/08_zeroshot.ipynb #b35940eb
 def _gold(task, doc) -> int:
     "Gold choice index of `doc`, derived as lm-eval's `ConfigurableTask.process_results` does."
     gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
@@ -171,7 +171,7 @@ def _chance(task, n:int) -> dict:
     shares = [pos.get(j, 0) / n for j in range(max(ks))]
     return dict(chance=sum(1 / k for k in ks) / n, const_min=min(shares), const_max=max(shares))
 
-# %% ../nbs/08_zeroshot.ipynb #aea8c69c
+# %% ../nbs/08_zeroshot.ipynb #d144f25b
 def _is_offline() -> bool:
     "True when `HF_DATASETS_OFFLINE` or `HF_HUB_OFFLINE` asks for no hub access."
     return any(os.environ.get(v, '').strip().lower() in ('1', 'true', 'yes', 'on')
@@ -186,7 +186,7 @@ def _summary(res:dict, t:str, task, offline:bool) -> dict:
                 acc=g('acc'), acc_stderr=g('acc_stderr'), acc_norm=g('acc_norm'), acc_norm_stderr=g('acc_norm_stderr'),
                 **_chance(task, n['effective']), data=src, **({'note': _NOTES[t]} if offline and t in _NOTES else {}))
 
-# %% ../nbs/08_zeroshot.ipynb #310648c4
+# %% ../nbs/08_zeroshot.ipynb #b450e284
 def zeroshot(model, # an in-memory `transformers.PreTrainedModel` (causal LM), pruned or not
              tokenizer, # its tokenizer (needs a pad token for batching)
              tasks=TASKS, # subset of `TASKS`
@@ -216,7 +216,7 @@ def zeroshot(model, # an in-memory `transformers.PreTrainedModel` (causal LM), p
     if raw: out['raw'] = json.loads(json.dumps({k: v for k, v in res.items() if k != 'samples'}, default=str))
     return out
 
-# %% ../nbs/08_zeroshot.ipynb #c2232c41
+# %% ../nbs/08_zeroshot.ipynb #8cd4df3c
 def zeroshot_table(res:dict, # output of `zeroshot`
                   ) -> 'pd.DataFrame':
     "One row per task: version, n, acc ± stderr, acc_norm ± stderr, chance and the constant-answer range."
