@@ -5,7 +5,7 @@
     python tools/run_nbs.py --skip cuda slow ... # also skip slow cells (their old outputs are kept)
 
 Cells that are skipped keep whatever output they had, so the output of a `#| cuda` cell stays the one
-produced on a GPU. Stops at the first error. Runs `nbdev_clean` on what it wrote.
+produced on a GPU. Stops at the first error. Runs `nbdev_clean` on each notebook it wrote (and no other).
 """
 import argparse, os, subprocess, sys, time
 from pathlib import Path
@@ -35,4 +35,4 @@ if __name__ == '__main__':
     os.environ.setdefault('PYTHONHASHSEED', '0')
     for p in (a.nbs or sorted(str(p) for p in (root/'nbs').glob('[!_]*.ipynb'))):
         print(f'{p}: {run_nb(p, a.skip):.1f} s', flush=True)
-    subprocess.run([str(Path(sys.executable).parent/'nbdev_clean')], cwd=root, check=True)
+        subprocess.run([str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(p)], cwd=root, check=True)
