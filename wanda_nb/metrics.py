@@ -22,7 +22,7 @@ def eval_windows(corpus, # a `Corpus` or a list of text rows
     "Join the rows, tokenize once, cut non-overlapping windows of `seqlen` tokens (tail dropped)."
     rows = corpus.rows if isinstance(corpus, Corpus) else list(corpus)
     if not isinstance(seqlen, int) or seqlen < 2: raise ValueError(f"seqlen must be an int >= 2 (one input and one target token), got {seqlen!r}")
-    ids = torch.as_tensor(tokenizer(join.join(rows), return_tensors='pt')['input_ids'][0])  # (n_tokens,)
+    ids = torch.as_tensor(tokenizer(join.join(rows), return_tensors='pt', verbose=False)['input_ids'][0])  # (n_tokens,); no 'longer than max length' warning
     n = ids.numel() // seqlen if max_windows is None else min(ids.numel() // seqlen, max_windows)
     if n < 1: raise ValueError(f"the text has {ids.numel()} tokens, not enough for one window of seqlen={seqlen}: "
                                f"use a shorter seqlen or more rows (max_windows={max_windows})")
