@@ -83,3 +83,25 @@ def test_hooks_removed_after_failure():
     m = tiny_model('llama')
     with pytest.raises(IndexError): prune_model(m, torch.full((2, 8), 10**6), 'wanda', progress=False)
     assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.modules())
+
+def test_train_mode_restored_and_report_config():
+    m = tiny_model('opt').train()
+    r = prune_model(m, IDS, 'wanda', 0.5, progress=False)
+    assert m.training and r.config['model'] == 'tiny-opt' and r.config['nsamples'] == 6 and r.config['seqlen'] == 24
+    assert set(r.timings) == {'capture', 'stats', 'mask', 'forward', 'total'}
+
+def test_bad_arguments_leave_weights_untouched():
+    m = tiny_model('gpt2'); before = [p.clone() for p in m.parameters()]
+    for kw in [dict(sparsity=1.0), dict(structure='3:2'), dict(structure='2:3'), dict(method='magnitude', group='variant', structure='2:4'),
+               dict(method='wanda', group='global'), dict(calib=torch.rand(2, 8)), dict(batch_size=0)]:
+        with pytest.raises(ValueError): prune_model(m, **(dict(calib=IDS) | kw), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+
+def test_conv1d_stats_match_linear_view():
+    "GPT-2's Conv1D input statistics equal those computed by hand from the block's input through ln_1."
+    m = tiny_model('gpt2'); b = decoder_blocks(m)[0]
+    inps = capture_inputs(m, IDS)
+    with torch.no_grad(), collect_stats({'c_attn': b.attn.c_attn}, hessian=True) as st: [b(h, *a, **k) for h, a, k in inps]
+    X = torch.cat([b.ln_1(h).reshape(-1, h.shape[-1]) for h, _, _ in inps])
+    torch.testing.assert_close(st['c_attn'].norm, X.norm(dim=0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(st['c_attn'].H, 2 * X.T @ X / X.shape[0], atol=1e-4, rtol=1e-4)
