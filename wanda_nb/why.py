@@ -15,7 +15,7 @@ from .cli import _config, _evaluate
 
 # %% auto #0
 __all__ = ['model_linears', 'module_kind', 'dense_stats', 'feature_norm_stats', 'layer_masks', 'apply_masks', 'mask_disagreement',
-           'layer_recon_error', 'removed_energy', 'layer_rows', 'run_masks']
+           'layer_recon_error', 'removed_energy', 'window_kl', 'mean_se', 'layer_rows', 'run_masks']
 
 # %% ../nbs/20_why_wanda.ipynb #344a694a
 def model_linears(model:nn.Module) -> list: # [(block index, module name, full name, module)]
@@ -122,6 +122,29 @@ def removed_energy(W:torch.Tensor, # (d_out, d_in) dense weight
     "Σ over pruned weights of w_ij²‖X_j‖²: the diagonal estimate of ‖WX − ŴX‖²_F (cross terms dropped)."
     return (W.double().pow(2) * norm.double().pow(2) * mask).sum().item() # norm broadcasts over rows
 
+# %% ../nbs/20_why_wanda.ipynb #375cc695
+@torch.no_grad()
+def window_kl(model:nn.Module, # the pruned model
+              dense:nn.Module, # the dense model
+              windows:torch.Tensor, # (n_windows, seqlen) int64
+              batch_size:int=8
+             ) -> torch.Tensor: # (n_windows,) float64 on CPU
+    "Mean per-token KL(p_dense ‖ p_model) of each window."
+    dev, out = next(model.parameters()).device, []
+    for x in windows.split(batch_size): # (b, T)
+        x = x.to(dev)
+        lq = model(input_ids=x).logits[:, :-1].float().log_softmax(-1) # (b, T-1, V)
+        lp = dense(input_ids=x).logits[:, :-1].float().log_softmax(-1).to(lq.device)
+        out.append((lp.exp() * (lp - lq)).sum(-1).double().mean(-1).cpu()) # (b,)
+    return torch.cat(out)
+
+def mean_se(x, # per-window values of one run, or paired differences of two runs
+           ) -> tuple: # (mean, standard error of the mean)
+    "Mean and its standard error sqrt(var/n) over windows (n >= 2)."
+    x = torch.as_tensor(x, dtype=torch.float64)
+    if x.ndim != 1 or x.numel() < 2: raise ValueError(f"mean_se needs a 1-d sequence of at least 2 values, got shape {tuple(x.shape)}")
+    return x.mean().item(), (x.std(correction=1) / math.sqrt(x.numel())).item()
+
 # %% ../nbs/20_why_wanda.ipynb #cf55d94d
 def layer_rows(model:nn.Module, # the dense model
                stats:dict, # {full name: FeatureStats} with Σxxᵀ, from `dense_stats`
@@ -151,7 +174,8 @@ def run_masks(b, # a `wanda_nb.cli.Bench`; `b.model` is restored to `b.dense`, m
               experiment:str='why', # the record's experiment
               extra:dict|None=None, # study-specific configuration (what makes this run different)
               layers=None, # rows for metrics.layers: a list, or a callable returning it (called only when the run happens)
-              evals=('ppl', 'kl'), batch_size:int=8
+              evals=('ppl', 'kl'), batch_size:int=8,
+              per_window:bool=False # also store each window's mean KL (metrics.kl_windows): standard errors
              ) -> dict: # the record
     "Evaluate `b`'s model with `masks` applied to the dense weights and record it like `cli.run_one`."
     cfg = _config(b, method, sparsity, 'unstructured', group, experiment, extra, evals, {})
@@ -159,6 +183,7 @@ def run_masks(b, # a `wanda_nb.cli.Bench`; `b.model` is restored to `b.dense`, m
     b.model.load_state_dict(b.dense.state_dict()); apply_masks(b.model, masks)
     t = time.time()
     m = _evaluate(b, evals, None, None, batch_size) | dict(achieved_sparsity=model_sparsity(b.model)['linear'])
+    if per_window: m['kl_windows'] = {c: window_kl(b.model, b.dense, w, batch_size).tolist() for c, w in b.windows.items()}
     m['layers'] = layers() if callable(layers) else list(layers or [])
     rec = run_record(**cfg, metrics=m, timings=dict(eval=time.time() - t))
     if out is not None: save_record(rec, out)
