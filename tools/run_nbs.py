@@ -2,7 +2,7 @@
 
     python tools/run_nbs.py                      # every notebook in nbs/, skipping `#| cuda` cells
     python tools/run_nbs.py nbs/03_mask.ipynb    # one notebook
-    python tools/run_nbs.py --skip cuda slow ... # also skip slow cells (their old outputs are kept)
+    python tools/run_nbs.py --skip cuda,slow nbs/X.ipynb  # also skip slow cells (their old outputs are kept)
 
 Cells that are skipped keep whatever output they had, so the output of a `#| cuda` cell stays the one
 produced on a GPU. Stops at the first error. Runs `nbdev_clean` on each notebook it wrote (and no other).
@@ -30,9 +30,9 @@ def run_nb(path, skip=('cuda',)):
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('nbs', nargs='*')
-    ap.add_argument('--skip', nargs='*', default=['cuda'])
+    ap.add_argument('--skip', default='cuda', help='comma-separated flags whose cells are skipped (default: cuda)')
     a = ap.parse_args()
     os.environ.setdefault('PYTHONHASHSEED', '0')
     for p in (a.nbs or sorted(str(p) for p in (root/'nbs').glob('[!_]*.ipynb'))):
-        print(f'{p}: {run_nb(p, a.skip):.1f} s', flush=True)
+        print(f'{p}: {run_nb(p, [f for f in a.skip.split(",") if f]):.1f} s', flush=True)
         subprocess.run([str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(p)], cwd=root, check=True)
