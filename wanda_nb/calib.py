@@ -6,6 +6,7 @@
 from __future__ import annotations
 import random
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 import torch, torch.nn as nn
 from fastcore.basics import patch
@@ -115,19 +116,31 @@ class FeatureStats:
     def __repr__(self): return f"FeatureStats({self.name!r}, d_in={self.d_in}, tokens={self.n}, hessian={self.xtx is not None})"
 
 # %% ../nbs/04_calib.ipynb #11666d79
+@torch.no_grad()
+def _batch_stats(x:torch.Tensor, # (..., d_in) inputs of a layer, any float dtype
+                 d_in:int, mask=None, hessian:bool=False, name:str=''):
+    "(Σx² (d_in,) float64, Σxxᵀ (d_in, d_in) float32 or None, tokens) of one batch, summed in float32."
+    if x.shape[-1] != d_in: raise ValueError(f"{name}: expected {d_in} input features, got shape {tuple(x.shape)}")
+    x = x.reshape(-1, d_in) # (tokens, d_in)
+    if mask is not None: x = x[mask.reshape(-1).to(x.device, torch.bool)]
+    sq = torch.linalg.vector_norm(x, dim=0, dtype=torch.float32).double() ** 2 # no float32 copy of x is made
+    if not torch.isfinite(sq).all(): # a NaN or inf anywhere in x makes its column's sum non-finite
+        raise ValueError(f"non-finite activations (NaN/inf, or squares overflowing float32) at the input of layer {name!r}")
+    xtx = None
+    if hessian: xf = x.float(); xtx = xf.T @ xf
+    return sq, xtx, x.shape[0]
+
+@patch
+def _add(self:FeatureStats, sq, xtx, n):
+    self.sq += sq.to(self.sq); self.n += n
+    if self.xtx is not None: self.xtx += xtx
+
 @patch
 @torch.no_grad()
 def update(self:FeatureStats, x:torch.Tensor, # (..., d_in) inputs of the layer, any float dtype
            mask:torch.Tensor|None=None): # (...) bool, True = real token; None = all tokens
     "Add a batch of layer inputs to the statistics."
-    if x.shape[-1] != self.d_in: raise ValueError(f"{self.name}: expected {self.d_in} input features, got shape {tuple(x.shape)}")
-    x = x.reshape(-1, self.d_in) # (tokens, d_in)
-    if mask is not None: x = x[mask.reshape(-1).to(x.device, torch.bool)]
-    x = x.float()
-    if not torch.isfinite(x).all(): raise ValueError(f"non-finite activations (NaN/inf) at the input of layer {self.name!r}")
-    self.sq += x.pow(2).sum(0).to(self.sq)
-    if self.xtx is not None: self.xtx += x.T @ x
-    self.n += x.shape[0]
+    self._add(*_batch_stats(x, self.d_in, mask, self.xtx is not None, self.name))
 
 # %% ../nbs/04_calib.ipynb #52673513
 @patch(as_prop=True)
@@ -154,10 +167,15 @@ def _d_in(m:nn.Module) -> int:
 def collect_stats(modules:dict, # name -> nn.Linear / Conv1D whose inputs are to be measured
                   hessian:bool=False): # also accumulate Σ x xᵀ (SparseGPT)
     "Context manager: hook `modules`, yield {name: FeatureStats}, always remove the hooks."
-    stats, handles = {}, []
+    stats, handles, last = {}, [], {}
+    def hook(mod, inp, out, st):
+        x = inp[0] # q/k/v (and gate/up) read the very same tensor: measure it once, add it to each
+        if not (last.get('x') is x and last['version'] == x._version and last['mask'] is st.mask):
+            last.update(x=x, version=x._version, mask=st.mask, val=_batch_stats(x, st.d_in, st.mask, hessian, st.name))
+        st._add(*last['val'])
     for name, m in modules.items():
         st = stats[name] = FeatureStats(_d_in(m), hessian=hessian, name=name, device=m.weight.device)
-        handles.append(m.register_forward_hook(lambda mod, inp, out, st=st: st.update(inp[0], st.mask)))
+        handles.append(m.register_forward_hook(partial(hook, st=st)))
     try: yield stats
     finally:
         for h in handles: h.remove()

@@ -116,6 +116,11 @@ def nm_mask(score: Tensor, # (d_out, d_in) scores, any float dtype; d_in % m == 
     d_out, d_in = score.shape
     if d_in % m: raise ValueError(f"N:M needs d_in divisible by M: d_in={d_in} is not a multiple of m={m}")
     g = score.reshape(d_out, d_in // m, m)  # (d_out, n_groups, m)
+    if m <= 8: # rank of each entry in its group: how many are lower, or equal at a lower index
+        a, b = g.unsqueeze(-1), g.unsqueeze(-2)  # (d_out, n_groups, m, 1), (d_out, n_groups, 1, m): [.., i, j] compares i with j
+        lower = torch.ones(m, m, dtype=torch.bool, device=score.device).tril(-1)  # [i, j] = j < i
+        rank = ((b < a) | ((b == a) & lower)).sum(-1)  # (d_out, n_groups, m)
+        return (rank < n).view(d_out, d_in)
     idx = torch.sort(g, dim=-1, stable=True).indices[..., :n]  # (d_out, n_groups, n)
     return torch.zeros(g.shape, dtype=torch.bool, device=score.device).scatter_(-1, idx, True).view(d_out, d_in)
 

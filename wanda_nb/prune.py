@@ -75,13 +75,13 @@ def capture_inputs(model:nn.Module, # a causal LM; it runs where its parameters 
     return _to(caught, device or home)
 
 # %% ../nbs/06_prune.ipynb #47aec714
-def _run(block:nn.Module, inputs:list) -> list:
-    "The block's output hidden states for every captured batch."
+def _run(block:nn.Module, inputs:list, keep:bool=True) -> list|None:
+    "The block's output hidden states for every captured batch (`keep=False`: run for the hooks only, keep nothing)."
     outs = []
     for h, args, kw in inputs:
         o = block(h, *args, **kw)
-        outs.append(o[0] if isinstance(o, (tuple, list)) else o) # (b, seqlen, d)
-    return outs
+        if keep: outs.append(o[0] if isinstance(o, (tuple, list)) else o) # (b, seqlen, d)
+    return outs if keep else None
 
 # %% ../nbs/06_prune.ipynb #12acfec5
 def _check_layer_types(model):
@@ -186,6 +186,11 @@ def _check_args(model, calib, method, sparsity, structure, group, recon, batch_s
                 group=group, **cal, calibration=calib.meta if isinstance(calib, CalibSet) else {})
 
 # %% ../nbs/06_prune.ipynb #1c0bd787
+def _now(dev:torch.device) -> float:
+    "perf_counter after the queued GPU work on `dev` is done, so that each phase is charged its own time."
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+    return time.perf_counter()
+
 @torch.no_grad()
 def _prune_block(block:nn.Module, # one decoder block, on the computation device
                  inps:list|None, # its captured inputs per batch; None when the method needs no data
@@ -195,25 +200,26 @@ def _prune_block(block:nn.Module, # one decoder block, on the computation device
                 ) -> tuple: # (next block's inputs or None, {name: sparsity}, {name: recon error})
     "Steps 1–3 for one block: statistics on the dense block, masks in place, outputs for the next block."
     lin, sp, rec, nm, recon = block_linears(block), {}, {}, parse_structure(cfg['structure']), cfg['recon']
+    dev = next(block.parameters()).device
     groups = linear_groups(block, inps) if cfg['true_sequential'] and inps is not None else [list(lin)]
     for gi, names in enumerate(groups):
-        stats, t = {}, time.perf_counter()
+        stats, t = {}, _now(dev)
         if inps is not None:
             with collect_stats({n: lin[n] for n in names}, hessian=cfg['method'] == 'sparsegpt' or recon) as stats:
-                outs = _run(block, inps)
+                outs = _run(block, inps, keep=cfg['dense_inputs'] and gi == 0) # outputs only needed to propagate dense ones
             if gi == 0: dense = outs # the block is still dense during its first pass
-        T['stats'] += time.perf_counter() - t; t = time.perf_counter()
+        T['stats'] += _now(dev) - t; t = _now(dev)
         for n in names:
             W = _weight(lin[n]); W0 = W.float().clone() if recon else None
             if gmasks is not None: W.masked_fill_(gmasks[n].to(W.device), 0)
             else: _prune_linear(lin[n], cfg['method'], cfg['sparsity'], nm, cfg['group'], stats.get(n))
             sp[n] = (W == 0).sum().item() / W.numel()
             if recon: rec[n] = _recon(W0, W, stats[n].xtx)
-        T['mask'] += time.perf_counter() - t
+        T['mask'] += _now(dev) - t
     if inps is None: return None, sp, rec
-    t = time.perf_counter()
+    t = _now(dev)
     outs = dense if cfg['dense_inputs'] else _run(block, inps) # (b, seqlen, d) per batch
-    T['forward'] += time.perf_counter() - t
+    T['forward'] += _now(dev) - t
     return [(o, a, k) for o, (_, a, k) in zip(outs, inps)], sp, rec
 
 # %% ../nbs/06_prune.ipynb #a14b0e03
@@ -239,17 +245,17 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
     home = next(model.parameters()).device
     device = torch.device(device) if device is not None else home
     if not offload: model.to(device)
-    T, t0, sp, rec, inps, gmasks = dict(capture=0., stats=0., mask=0., forward=0.), time.perf_counter(), {}, {}, None, None
+    T, t0, sp, rec, inps, gmasks = dict(capture=0., stats=0., mask=0., forward=0.), _now(device), {}, {}, None, None
     was_training = model.training; model.eval()
     try:
         if method != 'magnitude' or recon:
             inps = capture_inputs(model, calib.ids if isinstance(calib, CalibSet) else calib, batch_size, device)
-            T['capture'] = time.perf_counter() - t0
+            T['capture'] = _now(device) - t0
         if cfg['group'] == 'global': # one ranking over the whole model, before any weight changes
-            t = time.perf_counter()
+            t = _now(device)
             gmasks = global_mask({f"{i}.{n}": magnitude_score(_weight(m)) for i, b in enumerate(blocks)
                                   for n, m in block_linears(b).items()}, cfg['sparsity'])
-            T['mask'] += time.perf_counter() - t
+            T['mask'] += _now(device) - t
         for i, block in enumerate(tqdm(blocks, desc=f"{method} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
             if offload: block.to(device)
             g = None if gmasks is None else {n[len(f"{i}."):]: v for n, v in gmasks.items() if n.startswith(f"{i}.")}
@@ -257,7 +263,7 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
             sp |= {f"{prefix}.{i}.{n}": v for n, v in s_i.items()}; rec |= {f"{prefix}.{i}.{n}": v for n, v in r_i.items()}
             if offload: block.to(home)
     finally: model.train(was_training)
-    T['total'] = time.perf_counter() - t0
+    T['total'] = _now(device) - t0
     return PruneReport(cfg, sp, T, rec if recon else None)
 
 # %% ../nbs/06_prune.ipynb #da3cf9b5
