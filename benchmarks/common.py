@@ -1,5 +1,5 @@
 """Shared by the benchmark scripts: timing with CUDA events, environment facts, writing results."""
-import datetime, json, platform, subprocess, sys, time
+import datetime, json, os, platform, subprocess, sys, time
 from pathlib import Path
 import torch
 
@@ -24,7 +24,8 @@ def env_facts():
     return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else 'none',
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
-                commit=commit or 'unknown', command=' '.join(['python'] + sys.argv))
+                commit=commit or os.environ.get('WANDA_NB_COMMIT', 'unknown'),   # the device copy has no .git: pass it in
+                command=' '.join(['python', 'benchmarks/' + Path(sys.argv[0]).name] + sys.argv[1:]))
 
 def write_results(out, name, results, md):
     "Write `name`.json and `name`.md into `out`; return their paths."
