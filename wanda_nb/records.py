@@ -114,12 +114,15 @@ def find_record(out_dir, # folder of records
 RECORD_COLUMNS = ['id', 'model', 'method', 'sparsity', 'structure', 'group', 'eval_seqlen', 'dtype', 'device', 'date']
 
 def load_records(out_dir, # folder of `<id>.json` records
+                 recursive:bool=False, # also read records in subfolders (e.g. `results/stories260K/<experiment>/`)
                 ) -> pd.DataFrame: # one row per record, nested fields as dotted columns
     "All records in `out_dir` as one flat table, sorted by model, method, structure, sparsity."
     d = Path(out_dir)
     if not d.is_dir(): raise FileNotFoundError(f"{d} is not a folder of records: check the path, or run an experiment with this output folder first")
-    recs = [_read(f) | {'id': f.stem} for f in sorted(d.glob('*.json'))]
+    recs = [_read(f) | {'id': f.stem} for f in sorted(d.rglob('*.json') if recursive else d.glob('*.json'))]
     if not recs: return pd.DataFrame(columns=RECORD_COLUMNS)
-    df = pd.json_normalize(recs, sep='.')
+    df = pd.json_normalize(recs, sep='.')   # hand-written records may lack standard columns: added as None
+    for c in RECORD_COLUMNS:
+        if c not in df.columns: df[c] = None
     df = df[RECORD_COLUMNS + sorted(c for c in df.columns if c not in RECORD_COLUMNS)]
     return df.sort_values(['model', 'method', 'structure', 'sparsity', 'id'], ignore_index=True)

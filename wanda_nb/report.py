@@ -8,6 +8,7 @@ import argparse, json, math, re, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from .records import load_records
 
 # %% auto #0
 __all__ = ['CHANCE', 'SEED_CLAIMS', 'CONFIRMED', 'REFUTED', 'NA', 'as_frame', 'layer_profile', 'task_drops', 'task_verdict',
@@ -21,14 +22,7 @@ def _load_dir(p:Path) -> pd.DataFrame:
     files = sorted(p.rglob('*.json'))
     if not files: raise ValueError(f"{p} holds no result records (*.json): run the experiments with their output "
                                    f"directory set to {p} first (e.g. `wanda_nb ... --out {p}`)")
-    try: from wanda_nb.records import load_records
-    except ImportError: load_records = None
-    if load_records is not None: return load_records(p)
-    recs = []
-    for f in files:
-        try: recs.append(json.loads(f.read_text()))
-        except json.JSONDecodeError as e: raise ValueError(f"{f} is not valid JSON ({e}); remove or fix it") from None
-    return pd.json_normalize(recs)
+    return load_records(p, recursive=True) # experiments write into subfolders (results/<model>/<experiment>/)
 
 # %% ../nbs/11_report.ipynb #457b3c91
 def as_frame(records, # a directory of *.json records, a list of record dicts, or a flattened DataFrame
