@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['at_chance', 'config_label', 'task_drops', 'distinguishable', 'indomain_table']
 
-# %% ../nbs/22_tasks.ipynb #fc1603fa
+# %% ../nbs/22_tasks.ipynb #08f8b45a
 import math
 import numpy as np, pandas as pd
 
-# %% ../nbs/22_tasks.ipynb #3c6ff4d2
+# %% ../nbs/22_tasks.ipynb #0977cfc3
 def at_chance(r:dict, # one task's result: acc, n, and chance or const_min/const_max (from `zeroshot` or a record)
               z:float=3.0, # binomial standard errors of slack (at p = 1/2, the largest)
              ) -> bool:
@@ -20,7 +20,7 @@ def at_chance(r:dict, # one task's result: acc, n, and chance or const_min/const
     s = 0.5 / math.sqrt(r['n'])
     return bool(min(lo, r['chance'] if r.get('chance') is not None else lo) - z * s <= r['acc'] <= hi + z * s)
 
-# %% ../nbs/22_tasks.ipynb #018c2372
+# %% ../nbs/22_tasks.ipynb #9551215d
 def _se(acc, se, n) -> float:
     "lm-eval's standard error, or the Laplace-smoothed binomial one where it is missing or 0."
     if se is not None and se == se and se > 0: return float(se)
@@ -42,7 +42,7 @@ def config_label(row) -> str:
     st = row.get('structure') or 'unstructured'
     return f"{row['method']} {st}" if st != 'unstructured' else f"{row['method']} {100 * row['sparsity']:g}%"
 
-# %% ../nbs/22_tasks.ipynb #0a0222be
+# %% ../nbs/22_tasks.ipynb #961170b3
 def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record with metrics.zeroshot, pruned ones
                z:float=2.0, # combined standard errors that make a drop significant
               ) -> pd.DataFrame: # one row per (config, task)
@@ -73,7 +73,7 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
     out['significant'] = out['z'].abs() > z
     return out
 
-# %% ../nbs/22_tasks.ipynb #9bd323d5
+# %% ../nbs/22_tasks.ipynb #29155fc0
 def _beats(t:pd.DataFrame, i, sign:int, z:float) -> bool:
     "Does row `i` exceed (sign=+1) / fall below (sign=-1) every other row's drop by more than z combined se?"
     o = t.drop(index=i)
@@ -96,7 +96,7 @@ def distinguishable(drops:pd.DataFrame, # output of `task_drops`
         rows.append(r)
     return pd.DataFrame(rows).set_index('config')
 
-# %% ../nbs/22_tasks.ipynb #a5d962cc
+# %% ../nbs/22_tasks.ipynb #7277d57b
 def indomain_table(df:pd.DataFrame, # records (`load_records`)
                    corpus:str='stories', # evaluation corpus
                   ) -> pd.DataFrame: # one row per config: ppl, kl, ppl relative to dense
