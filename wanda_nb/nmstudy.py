@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SPEED_COLS', 'SEED_SPEED', 'removed_score', 'nm_layer_costs', 'nm_cost', 'speed_summary', 'speed_claims']
 
-# %% ../nbs/25_nm.ipynb #58da51b3
+# %% ../nbs/25_nm.ipynb #6be6ab54
 import json, math
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -13,7 +13,7 @@ from .mask import wanda_score, select_mask, parse_structure
 from .calib import collect_stats
 from .prune import decoder_blocks, block_linears
 
-# %% ../nbs/25_nm.ipynb #756bf6d1
+# %% ../nbs/25_nm.ipynb #cb5997ec
 def removed_score(score:torch.Tensor, # (d_out, d_in) non-negative scores, e.g. `wanda_score(W, norm)`
                   structure:str='unstructured', # 'unstructured' (per-row 50%) or 'N:M'
                   sparsity:float=0.5, # for unstructured; N:M prunes n/m
@@ -22,7 +22,7 @@ def removed_score(score:torch.Tensor, # (d_out, d_in) non-negative scores, e.g. 
     m = select_mask(score, sparsity, None if structure == 'unstructured' else structure, group='row')  # (d_out, d_in) bool
     return (score.double() * m).sum().item() / score.double().sum().item()
 
-# %% ../nbs/25_nm.ipynb #4460f139
+# %% ../nbs/25_nm.ipynb #5ed82192
 def _rel_err(W:torch.Tensor, W_hat:torch.Tensor, G:torch.Tensor) -> float:
     "‖(W−Ŵ)X‖_F / ‖WX‖_F from G = Σ x xᵀ (d_in, d_in); W, Ŵ (d_out, d_in); float64."
     D, W, G = (W - W_hat).double(), W.double(), G.double()
@@ -49,7 +49,7 @@ def nm_layer_costs(model, # a causal LM with `decoder_blocks`
                              recon=_rel_err(W, W.masked_fill(mask, 0), s.xtx) if ok else np.nan))
     return pd.DataFrame(rows)
 
-# %% ../nbs/25_nm.ipynb #57d01472
+# %% ../nbs/25_nm.ipynb #adefdb79
 def nm_cost(df:pd.DataFrame, # records (`load_records`) with metrics.kl.<corpus> / metrics.ppl.<corpus>
             corpus:str='stories', # evaluation corpus
            ) -> pd.DataFrame: # index (method, structure); kl, ppl, and ratios to unstructured at the same sparsity
@@ -74,7 +74,7 @@ def nm_cost(df:pd.DataFrame, # records (`load_records`) with metrics.kl.<corpus>
         t.loc[meth, 'ppl_increase_x'] = (t.loc[meth, 'ppl_vs_dense'] / base['ppl_vs_dense']).values
     return t
 
-# %% ../nbs/25_nm.ipynb #8c280934
+# %% ../nbs/25_nm.ipynb #55aec15d
 SPEED_COLS = ['kind', 'name', 'batch', 'tokens', 'dense_ms', 'sparse24_ms', 'speedup_24', 'csr50_ms', 'speedup_csr']
 
 def speed_summary(speed:dict|None, # parsed sparse_speed.json ({'matmul': [...], 'end_to_end': {'rows': [...]}}), or None
@@ -90,7 +90,7 @@ def speed_summary(speed:dict|None, # parsed sparse_speed.json ({'matmul': [...],
            for r in (speed.get('end_to_end') or {}).get('rows', [])]
     return pd.DataFrame(mm + e2e, columns=SPEED_COLS)
 
-# %% ../nbs/25_nm.ipynb #d99e0a00
+# %% ../nbs/25_nm.ipynb #eb5831b5
 SEED_SPEED = {'csr': 'Unstructured 50% sparsity may only yield ~10–20% speedup, not 2×.',
               'nm': 'N:M (2:4) sparsity gives guaranteed hardware acceleration.'}
 

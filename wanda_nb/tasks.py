@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['at_chance', 'config_label', 'task_drops', 'distinguishable', 'indomain_table']
 
-# %% ../nbs/22_tasks.ipynb #08f8b45a
+# %% ../nbs/22_tasks.ipynb #b2ad4166
 import math
 import numpy as np, pandas as pd
 
-# %% ../nbs/22_tasks.ipynb #0977cfc3
+# %% ../nbs/22_tasks.ipynb #64f6ba96
 def at_chance(r:dict, # one task's result: acc, n, and chance or const_min/const_max (from `zeroshot` or a record)
               z:float=3.0, # binomial standard errors of slack (at p = 1/2, the largest)
              ) -> bool:
@@ -20,7 +20,7 @@ def at_chance(r:dict, # one task's result: acc, n, and chance or const_min/const
     s = 0.5 / math.sqrt(r['n'])
     return bool(min(lo, r['chance'] if r.get('chance') is not None else lo) - z * s <= r['acc'] <= hi + z * s)
 
-# %% ../nbs/22_tasks.ipynb #9551215d
+# %% ../nbs/22_tasks.ipynb #01a92a2d
 def _se(acc, se, n) -> float:
     "lm-eval's standard error, or the Laplace-smoothed binomial one where it is missing or 0."
     if se is not None and se == se and se > 0: return float(se)
@@ -42,7 +42,7 @@ def config_label(row) -> str:
     st = row.get('structure') or 'unstructured'
     return f"{row['method']} {st}" if st != 'unstructured' else f"{row['method']} {100 * row['sparsity']:g}%"
 
-# %% ../nbs/22_tasks.ipynb #961170b3
+# %% ../nbs/22_tasks.ipynb #791e39a3
 def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record with metrics.zeroshot, pruned ones
                z:float=2.0, # combined standard errors that make a drop significant
               ) -> pd.DataFrame: # one row per (config, task)
@@ -63,7 +63,7 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
             sd, sp = _se(a['acc'], a.get('acc_stderr'), a.get('n')), _se(b['acc'], b.get('acc_stderr'), b.get('n'))
             d, p = a['acc'], b['acc']
             rows.append(dict(config=config_label(rec), method=rec['method'], structure=rec['structure'], sparsity=rec['sparsity'],
-                             task=t, n=a.get('n'), dense=d, dense_se=sd, pruned=p, pruned_se=sp, drop=d - p, se=math.hypot(sd, sp),
+                             task=t, n=int(a['n']) if a.get('n') is not None else None, dense=d, dense_se=sd, pruned=p, pruned_se=sp, drop=d - p, se=math.hypot(sd, sp),
                              rel_drop=(d - p) / d if d else float('nan'),
                              rel_se=math.sqrt(sp**2 + (p / d * sd)**2) / d if d else float('nan'),
                              chance=a.get('chance', float('nan')), dense_at_chance=at_chance(a) if 'n' in a else False))
@@ -73,7 +73,7 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
     out['significant'] = out['z'].abs() > z
     return out
 
-# %% ../nbs/22_tasks.ipynb #29155fc0
+# %% ../nbs/22_tasks.ipynb #d46984e2
 def _beats(t:pd.DataFrame, i, sign:int, z:float) -> bool:
     "Does row `i` exceed (sign=+1) / fall below (sign=-1) every other row's drop by more than z combined se?"
     o = t.drop(index=i)
@@ -96,7 +96,7 @@ def distinguishable(drops:pd.DataFrame, # output of `task_drops`
         rows.append(r)
     return pd.DataFrame(rows).set_index('config')
 
-# %% ../nbs/22_tasks.ipynb #7277d57b
+# %% ../nbs/22_tasks.ipynb #62ed27f2
 def indomain_table(df:pd.DataFrame, # records (`load_records`)
                    corpus:str='stories', # evaluation corpus
                   ) -> pd.DataFrame: # one row per config: ppl, kl, ppl relative to dense
