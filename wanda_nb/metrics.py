@@ -74,22 +74,24 @@ def kl_to_dense(model, # the pruned model
                 dense, # the dense model, or its `dense_logprobs(dense, windows)` tensor
                 windows:torch.Tensor, # (n_windows, seqlen) int64, the same windows as the cached log-probs
                 batch_size:int=8, device=None,
-               ) -> dict: # kl (mean), kl_median, kl_p99, top1_agree, n_tokens
-    "Per-token KL(p_dense ‖ p_model) over every predicted token of `windows`, with summary statistics."
+               ) -> dict: # kl (mean), kl_median, kl_p99, top1_agree, n_tokens, and the model's ppl, mean_nll
+    "Per-token KL(p_dense ‖ p_model) over every predicted token of `windows`, with summary statistics (and perplexity, from the same pass)."
     if isinstance(dense, torch.Tensor):
         if dense.shape[:2] != (windows.shape[0], windows.shape[1] - 1):
             raise ValueError(f"dense log-probs of shape {tuple(dense.shape)} do not match windows {tuple(windows.shape)}: compute them with dense_logprobs on the same windows")
         ref = (dense[i:i + batch_size] for i in range(0, len(windows), batch_size))
     else: ref = (lp for _, lp in _logprobs(dense, windows, batch_size, device))
-    kls, agree = [], 0
-    for (_, lq), lp in zip(_logprobs(model, windows, batch_size, device), ref):
+    kls, agree, nll = [], 0, torch.zeros((), dtype=torch.float64)
+    for (y, lq), lp in zip(_logprobs(model, windows, batch_size, device), ref):
+        nll += -lq.gather(-1, y[..., None]).double().sum().cpu()   # exactly `perplexity`'s sum
         lp = lp.to(lq.device)                                          # (b, T-1, V)
         kls.append((lp.exp() * (lp - lq)).sum(-1).flatten().double().cpu())
         agree += (lp.argmax(-1) == lq.argmax(-1)).sum().item()
     kl = torch.cat(kls).numpy()                                        # (N*(T-1),)
     if not np.isfinite(kl).all(): raise ValueError("KL is not finite: a model produced NaN/inf logits (fp16 overflow? use dtype=torch.bfloat16 or float32)")
+    mean = (nll / kl.size).item()
     return dict(kl=float(kl.mean()), kl_median=float(np.median(kl)), kl_p99=float(np.quantile(kl, 0.99)),
-                top1_agree=agree / kl.size, n_tokens=int(kl.size))
+                top1_agree=agree / kl.size, n_tokens=int(kl.size), ppl=math.exp(mean), mean_nll=mean)
 
 # %% ../nbs/07_metrics.ipynb #66218b81
 def _eval_corpus(c) -> Corpus:
