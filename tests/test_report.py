@@ -25,7 +25,9 @@ def test_console_script_writes_and_refuses_to_overwrite(tmp_path):
     out = tmp_path/'r.md'
     r = _cli(recs, '--out', out, '--speed', tmp_path)
     assert r.returncode == 0, r.stderr
-    assert out.read_text() == report(recs, speed={})
+    got = out.read_text().split('\n')
+    assert got[2].startswith('> Regenerate with `wanda_nb_report ')   # the command that wrote it
+    assert '\n'.join(got[:2] + got[4:]) == report(recs, speed={})
     out.write_text('mine')
     r = _cli(recs, '--out', out)
     assert r.returncode == 1 and '--overwrite' in r.stderr and 'Traceback' not in r.stderr and out.read_text() == 'mine'
