@@ -119,11 +119,11 @@ class FeatureStats:
 @torch.no_grad()
 def _batch_stats(x:torch.Tensor, # (..., d_in) inputs of a layer, any float dtype
                  d_in:int, mask=None, hessian:bool=False, name:str=''):
-    "(Σx² (d_in,) float64, Σxxᵀ (d_in, d_in) float32 or None, tokens) of one batch, summed in float32."
+    "(Σx² (d_in,) float64, Σxxᵀ (d_in, d_in) float32 or None, tokens) of one batch."
     if x.shape[-1] != d_in: raise ValueError(f"{name}: expected {d_in} input features, got shape {tuple(x.shape)}")
     x = x.reshape(-1, d_in) # (tokens, d_in)
     if mask is not None: x = x[mask.reshape(-1).to(x.device, torch.bool)]
-    sq = torch.linalg.vector_norm(x, dim=0, dtype=torch.float32).double() ** 2 # no float32 copy of x is made
+    sq = torch.linalg.vector_norm(x, dim=0, dtype=torch.float64) ** 2 # accumulated in float64, no upcast copy of x is made
     if not torch.isfinite(sq).all(): # a NaN or inf anywhere in x makes its column's sum non-finite
         raise ValueError(f"non-finite activations (NaN/inf, or squares overflowing float32) at the input of layer {name!r}")
     xtx = None
