@@ -78,9 +78,9 @@ def bench(model:str='stories260K', # 'stories260K', a hub id or a local folder
     return b
 
 # %% ../nbs/10_cli.ipynb #9084045a
-def _config(b:Bench, method, sparsity, structure, group, experiment, extra, evals, prune_kw, tasks=None, limit=None) -> dict:
+def _config(b:Bench, method, sparsity, structure, group, experiment, extra, evals, prune_kw, tasks=None, limit=None, calib=None) -> dict:
     "The configuration fields of a run's record (what makes two runs the same run)."
-    calib = None if method in ('dense', 'magnitude') else dict(b.calib.meta)
+    calib = None if method in ('dense', 'magnitude') else dict((calib or b.calib).meta)
     if 'zeroshot' in evals: extra = dict(extra or {}, tasks=list(tasks or TASKS), limit=limit) # a different limit is a different run
     return dict(experiment=experiment, model=b.name, method=method, sparsity=float(sparsity), structure=structure,
                 group=group, calibration=calib, eval_seqlen=b.settings['eval_seqlen'], dtype=b.settings['dtype'],
@@ -112,7 +112,8 @@ def run_one(b:Bench, # from `bench`
             experiment:str='main', extra:dict|None=None, # record tags
             batch_size:int=8, # calibration and evaluation batch size
             save:str|None=None, # write the pruned model here (save_pretrained); must not exist
-            **prune_kw, # passed to `prune_model`: true_sequential, dense_inputs, offload, blocks, …
+            calib=None, # a `CalibSet` for this run instead of the bench's (calibration studies)
+            **prune_kw, # passed to `prune_model`: true_sequential, dense_inputs, offload, …
            ) -> dict: # the record
     "Restore the dense weights, prune with `method`, evaluate against dense, and record the run."
     if method not in METHODS: raise ValueError(f"unknown method {method!r}: valid methods are {', '.join(METHODS)}")
@@ -120,13 +121,13 @@ def run_one(b:Bench, # from `bench`
     sparsity = nm[0] / nm[1] if nm else check_sparsity(sparsity)
     if method == 'dense': sparsity, structure = 0.0, 'unstructured'
     group = group or dict(dense=None, magnitude='layer', wanda='row', sparsegpt=None)[method]
-    cfg = _config(b, method, sparsity, structure or 'unstructured', group, experiment, extra, evals, prune_kw, tasks, limit)
+    cfg = _config(b, method, sparsity, structure or 'unstructured', group, experiment, extra, evals, prune_kw, tasks, limit, calib)
     if out is not None and (r := find_record(out, **cfg)) is not None: return r
     if save is not None and Path(save).exists(): raise FileExistsError(f"{save} exists: choose another --save folder (a saved model is never overwritten)")
     b.model.load_state_dict(b.dense.state_dict())
     t, timings = time.time(), {}
     if method != 'dense':
-        rep = prune_model(b.model, b.calib, method=method, sparsity=None if nm else sparsity, structure=structure, group=group,
+        rep = prune_model(b.model, calib or b.calib, method=method, sparsity=None if nm else sparsity, structure=structure, group=group,
                           batch_size=batch_size, progress=False, **prune_kw)
         timings |= rep.timings
     timings['prune_total'] = time.time() - t; t = time.time()
