@@ -156,7 +156,7 @@ class PruneReport:
 METHODS = ('wanda', 'magnitude', 'sparsegpt')
 _GROUPS = {'wanda': ('row', 'layer', 'variant'), 'magnitude': ('layer', 'row', 'global', 'variant'), 'sparsegpt': (None,)}
 
-def _check_args(model, calib, method, sparsity, structure, group, recon, batch_size) -> dict:
+def _check_args(model, calib, method, sparsity, structure, group, recon, batch_size, blocks=None, block_sparsity=None) -> dict:
     "Validate `prune_model`'s arguments; return the resolved configuration."
     if method not in METHODS: raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if sparsity is not None: check_sparsity(sparsity)
@@ -169,8 +169,17 @@ def _check_args(model, calib, method, sparsity, structure, group, recon, batch_s
     if group not in _GROUPS[method]: raise ValueError(f"group {group!r} is not valid for {method}; choose one of {_GROUPS[method]}")
     if nm and group in ('global', 'variant'): raise ValueError(f"group {group!r} is for unstructured sparsity, not N:M")
     if not (isinstance(batch_size, int) and batch_size >= 1): raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    blocks = decoder_blocks(model); _check_layer_types(model)
-    for i, b in enumerate(blocks):
+    all_blocks = decoder_blocks(model); _check_layer_types(model); nb = len(all_blocks)
+    if blocks is not None:
+        blocks = sorted(set(blocks))
+        if not blocks or not all(isinstance(i, int) and 0 <= i < nb for i in blocks):
+            raise ValueError(f"blocks must be a non-empty list of block indices in [0, {nb}), got {blocks!r}")
+        if group == 'global': raise ValueError("group 'global' ranks the whole model: it cannot be restricted to some blocks")
+    if block_sparsity is not None:
+        if nm or group == 'global': raise ValueError("block_sparsity (one sparsity per block, e.g. OWL) is for unstructured, non-global pruning")
+        if len(block_sparsity) != nb: raise ValueError(f"block_sparsity needs one value per block ({nb}), got {len(block_sparsity)}")
+        block_sparsity = [check_sparsity(x) for x in block_sparsity]
+    for i, b in enumerate(all_blocks):
         for n, m in block_linears(b).items():
             if nm and _weight(m).shape[1] % nm[1]: raise ValueError(
                 f"{nm[0]}:{nm[1]} needs every layer's d_in divisible by {nm[1]}, but block {i} {n} has d_in={_weight(m).shape[1]}")
@@ -183,7 +192,8 @@ def _check_args(model, calib, method, sparsity, structure, group, recon, batch_s
     except (ValueError, AttributeError): ctx = None # no recorded context: nothing to check against
     if ctx and cal['seqlen'] > ctx: raise ValueError(f"calibration windows of {cal['seqlen']} tokens exceed the model's context length {ctx}")
     return dict(method=method, sparsity=s, structure=f"{nm[0]}:{nm[1]}" if nm else 'unstructured',
-                group=group, **cal, calibration=calib.meta if isinstance(calib, CalibSet) else {})
+                group=group, **cal, calibration=calib.meta if isinstance(calib, CalibSet) else {},
+                blocks=blocks, block_sparsity=block_sparsity)
 
 # %% ../nbs/06_prune.ipynb #1c0bd787
 def _now(dev:torch.device) -> float:
@@ -235,10 +245,12 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
                 device=None, # where computation happens (default: where the model is)
                 offload:bool=False, # keep the model where it is, move one block at a time to `device`
                 recon:bool=False, # also report each layer's relative reconstruction error ‖WX−ŴX‖/‖WX‖
+                blocks:list|None=None, # prune only these block indices; the others stay dense (inputs still flow through them)
+                block_sparsity:list|None=None, # one sparsity per block instead of `sparsity` (e.g. OWL's allocation)
                 progress:bool=True # tqdm bar over blocks
                ) -> PruneReport:
     "Prune every linear layer of `model`'s decoder blocks in place, block by block; return a `PruneReport`."
-    cfg = _check_args(model, calib, method, sparsity, structure, group, recon, batch_size)
+    cfg = _check_args(model, calib, method, sparsity, structure, group, recon, batch_size, blocks, block_sparsity)
     cfg |= dict(true_sequential=true_sequential, dense_inputs=dense_inputs, recon=recon, batch_size=batch_size,
                 model=getattr(model, 'name_or_path', '') or type(model).__name__)
     blocks = decoder_blocks(model); prefix = next(n for n, m in model.named_modules() if m is blocks)
@@ -258,9 +270,14 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
             T['mask'] += _now(device) - t
         for i, block in enumerate(tqdm(blocks, desc=f"{method} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
             if offload: block.to(device)
-            g = None if gmasks is None else {n[len(f"{i}."):]: v for n, v in gmasks.items() if n.startswith(f"{i}.")}
-            inps, s_i, r_i = _prune_block(block, inps, cfg, T, g)
-            sp |= {f"{prefix}.{i}.{n}": v for n, v in s_i.items()}; rec |= {f"{prefix}.{i}.{n}": v for n, v in r_i.items()}
+            if cfg['blocks'] is not None and i not in cfg['blocks']: # stays dense: only carry the inputs through it
+                if inps is not None:
+                    t = _now(device); inps = [(o, a, k) for o, (_, a, k) in zip(_run(block, inps), inps)]; T['forward'] += _now(device) - t
+            else:
+                g = None if gmasks is None else {n[len(f"{i}."):]: v for n, v in gmasks.items() if n.startswith(f"{i}.")}
+                c_i = cfg if cfg['block_sparsity'] is None else cfg | dict(sparsity=cfg['block_sparsity'][i])
+                inps, s_i, r_i = _prune_block(block, inps, c_i, T, g)
+                sp |= {f"{prefix}.{i}.{n}": v for n, v in s_i.items()}; rec |= {f"{prefix}.{i}.{n}": v for n, v in r_i.items()}
             if offload: block.to(home)
     finally: model.train(was_training)
     T['total'] = _now(device) - t0
