@@ -86,7 +86,6 @@ class SparseLinear(torch.nn.Module):
 
 @torch.no_grad()
 def end_to_end(n_layers, prefill, decode_ctx, decode_steps, reps):
-    from torch.sparse import to_sparse_semi_structured
     model = shaped_model('meta-llama/Llama-3.1-8B', dtype=torch.bfloat16, device='cuda', n_layers=n_layers)
     for _, _, lin in decoder_linears(model): lin.weight.data = masked_24(lin.weight.data)
     g = torch.Generator(device='cuda').manual_seed(0)

@@ -13,7 +13,8 @@ def test_expect_fail_is_a_context_manager():
            if re.search(r'(?<!with )\bexpect_fail\(', l) and not l.lstrip().startswith(('#', 'def ', 'from ', 'import '))]
     assert not bad, f'bare expect_fail calls (use `with expect_fail(Exc, contains=...):`): {bad}'
 
-def test_every_notebook_exports_and_is_numbered():
+def test_notebooks_are_numbered():
+    "Notebook names sort in dependency order (`00_…`, `03a_…`), index excepted."
     for nb in nbs:
         if nb.name == 'index.ipynb': continue
         assert re.match(r'\d\d[a-z]?_', nb.name), nb.name

@@ -4,14 +4,11 @@
 
 # %% ../nbs/23_calibration.ipynb #becec3dd
 from __future__ import annotations
-import math, time
 import numpy as np, pandas as pd, torch
 from .calib import CalibSet
 from .data import Corpus
-from .mask import check_sparsity, parse_structure
-from .metrics import dense_logprobs
-from .prune import prune_model, model_sparsity
-from .records import run_record, save_record, find_record
+from .metrics import dense_logprobs, kl_to_dense
+from .cli import run_one
 
 # %% auto #0
 __all__ = ['CALIB_SPLITS', 'held_out', 'dense_cache', 'score', 'run_point', 'calib_grid', 'seed_spread']
@@ -37,9 +34,9 @@ def dense_cache(b, # a `wanda_nb.cli.Bench`
     "Dense log-probabilities of every evaluation window of bench `b`, computed once."
     V = b.dense.get_output_embeddings().weight.shape[0]
     gb = sum(w.shape[0] * (w.shape[1] - 1) for w in b.windows.values()) * V * 4 / 2**30
-    if gb > max_gb: raise ValueError(f"the dense log-prob cache would take {gb:.1f} GB (> max_gb={max_gb}): pass cache=None to "
-                                     f"run_point (dense side by side, like cli.run_one) or raise max_gb")
-    return {c: dense_logprobs(b.dense, w, batch_size) for c, w in b.windows.items()}
+    if gb > max_gb: raise ValueError(f"the dense log-prob cache would take {gb:.1f} GB (> max_gb={max_gb}): evaluate with the dense "
+                                     f"model side by side (cli.run_one does so by itself) or raise max_gb")
+    return {c: b.dense_lp[c] if c in b.dense_lp else dense_logprobs(b.dense, w, batch_size) for c, w in b.windows.items()}
 
 # %% ../nbs/23_calibration.ipynb #fc93c00f
 @torch.no_grad()
@@ -49,60 +46,21 @@ def score(model, # the (pruned) causal LM
           batch_size:int=8
          ) -> dict: # ppl, mean_nll, kl, kl_median, kl_p99, top1_agree, n_tokens
     "Perplexity of `model` on `windows` and per-token KL(dense ‖ model), from one forward pass of `model`."
-    dev, nll, kls, agree = next(model.parameters()).device, torch.zeros((), dtype=torch.float64), [], 0
-    for i in range(0, len(windows), batch_size):
-        x = windows[i:i + batch_size].to(dev)                                   # (b, T)
-        lq = model(input_ids=x).logits[:, :-1].float().log_softmax(-1)          # (b, T-1, V)
-        lp = dense[i:i + batch_size] if isinstance(dense, torch.Tensor) else dense(input_ids=x).logits[:, :-1].float().log_softmax(-1)
-        lp = lp.to(lq.device)
-        nll += -lq.gather(-1, x[:, 1:, None]).double().sum().cpu()
-        kls.append((lp.exp() * (lp - lq)).sum(-1).flatten().double().cpu())   # (b*(T-1),)
-        agree += (lp.argmax(-1) == lq.argmax(-1)).sum().item()
-    kl, n = torch.cat(kls).numpy(), windows.shape[0] * (windows.shape[1] - 1)
-    mean = (nll / n).item()
-    if not (math.isfinite(mean) and np.isfinite(kl).all()): raise ValueError("non-finite loss or KL: the model produced NaN/inf logits")
-    return dict(ppl=math.exp(mean), mean_nll=mean, kl=float(kl.mean()), kl_median=float(np.median(kl)),
-                kl_p99=float(np.quantile(kl, 0.99)), top1_agree=agree / kl.size, n_tokens=int(kl.size))
+    return kl_to_dense(model, dense, windows, batch_size)   # the library's protocol: both from the same pass
 
 # %% ../nbs/23_calibration.ipynb #b86968c1
-_GROUP = dict(dense=None, magnitude='layer', wanda='row', sparsegpt=None)
-
 def run_point(b, # a `wanda_nb.cli.Bench`: models, tokenizer, evaluation windows, settings
               method:str='wanda', # 'dense', 'magnitude', 'wanda' or 'sparsegpt'
               sparsity:float=0.5, # target fraction pruned (N:M: ignored, n/m)
               structure:str='unstructured', # or 'N:M' such as '2:4'
               calib:CalibSet|None=None, # calibration set for this run (None: the bench's own)
-              cache:dict|None=None, # `dense_cache(b)`; None: run the dense model side by side
               out=None, # records folder: the run is saved there, and reused if already there
               experiment:str='calibration', extra:dict|None=None, # record tags
               batch_size:int=8, **prune_kw # passed to `prune_model`
              ) -> dict: # the record (the schema of `cli.run_one`)
-    "`cli.run_one` with its own calibration set and optional cached dense log-probs: same record, same numbers."
-    if method not in _GROUP: raise ValueError(f"unknown method {method!r}: choose one of {', '.join(_GROUP)}")
-    nm = parse_structure(structure)
-    sparsity = nm[0] / nm[1] if nm else check_sparsity(sparsity)
-    if method == 'dense': sparsity, structure = 0.0, 'unstructured'
-    calib = b.calib if calib is None else calib
-    cfg = dict(experiment=experiment, model=b.name, method=method, sparsity=float(sparsity), structure=structure or 'unstructured',
-               group=_GROUP[method], calibration=None if method in ('dense', 'magnitude') else dict(calib.meta),
-               eval_seqlen=b.settings['eval_seqlen'], dtype=b.settings['dtype'], device=b.settings['device'],
-               extra=dict(extra or {}, evals=['kl', 'ppl'], eval_windows=b.settings['eval_windows'],
-                          **{k: v for k, v in prune_kw.items() if v not in (None, False)}))
-    if out is not None and (r := find_record(out, **cfg)) is not None: return r
-    b.model.load_state_dict(b.dense.state_dict())
-    t, timings = time.time(), {}
-    if method != 'dense':
-        timings |= prune_model(b.model, calib, method=method, sparsity=None if nm else sparsity, structure=structure,
-                               group=_GROUP[method], batch_size=batch_size, progress=False, **prune_kw).timings
-    timings['prune_total'] = time.time() - t; t = time.time()
-    r = {c: score(b.model, w, b.dense if cache is None else cache[c], batch_size) for c, w in b.windows.items()}
-    metrics = dict(ppl={c: v['ppl'] for c, v in r.items()}, kl={c: v['kl'] for c, v in r.items()},
-                   kl_detail={c: {k: v[k] for k in ('kl_median', 'kl_p99', 'top1_agree', 'n_tokens')} for c, v in r.items()},
-                   achieved_sparsity=model_sparsity(b.model)['linear'])
-    timings['eval'] = time.time() - t
-    rec = run_record(**cfg, metrics=metrics, timings=timings)
-    if out is not None: save_record(rec, out)
-    return rec
+    "`cli.run_one` with the study's defaults: its own calibration set, the bench's cached dense log-probs, experiment tag."
+    return run_one(b, method, sparsity, structure, out=out, experiment=experiment, extra=extra, batch_size=batch_size,
+                   calib=calib, **prune_kw)
 
 # %% ../nbs/23_calibration.ipynb #e97187b4
 def _col(metric:str, corpus:str) -> str:
