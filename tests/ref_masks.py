@@ -1,0 +1,75 @@
+"""Reference masks for every method × structure × group on stories260K and the tiny families.
+
+`python tests/ref_masks.py` writes `tests/data/ref_masks.npz`; it was first run at commit f523c29, before the method
+registry, the architecture adapter and the allocation axis existed, so `tests/test_ref_masks.py` proves that the
+refactor left every mask (and every SparseGPT-updated weight) bit for bit unchanged. Only the public API is used:
+`prune_model`, `decoder_blocks`/`block_linears` (wherever they live), so this file runs before and after.
+"""
+import hashlib, os, sys
+os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
+from pathlib import Path
+import numpy as np, torch
+from wanda_nb.models import load_model, tiny_model
+from wanda_nb.data import load_corpus
+from wanda_nb.calib import calib_windows
+from wanda_nb.prune import prune_model
+from wanda_nb.prune import decoder_blocks, block_linears
+
+FAMILIES = ['llama', 'mistral', 'qwen2', 'opt', 'gpt_neox', 'gpt2']
+OUT = Path(__file__).parent/'data'/'ref_masks.npz'
+
+def configs(nm_widths=(4, 8)):
+    "(label, prune_model kwargs) for every method × structure × group the pruner accepts."
+    c = []
+    for s in (0.5, 0.7):
+        for g in ('layer', 'row', 'global', 'variant'): c.append((f'magnitude-{g}-{s}', dict(method='magnitude', sparsity=s, group=g)))
+        for g in ('row', 'layer', 'variant'): c.append((f'wanda-{g}-{s}', dict(method='wanda', sparsity=s, group=g)))
+        c.append((f'sparsegpt-{s}', dict(method='sparsegpt', sparsity=s)))
+    for st in ['2:4'] + (['4:8'] if 8 in nm_widths else []):
+        for meth in ('magnitude', 'wanda', 'sparsegpt'): c.append((f'{meth}-{st}', dict(method=meth, structure=st)))
+    for meth in ('wanda', 'sparsegpt'): c.append((f'{meth}-trueseq-0.5', dict(method=meth, sparsity=0.5, true_sequential=True)))
+    c.append(('wanda-blocks1-0.5', dict(method='wanda', sparsity=0.5, blocks=[1])))
+    c.append(('wanda-dense_inputs-0.5', dict(method='wanda', sparsity=0.5, dense_inputs=True)))
+    return c
+
+def per_block(nb):
+    "Explicit per-block sparsities (OWL-like) for a model of `nb` blocks."
+    return [(f'{meth}-perblock', dict(method=meth, block_sparsity=[0.4 + 0.2 * i / max(nb - 1, 1) for i in range(nb)]))
+            for meth in ('wanda', 'magnitude', 'sparsegpt')]
+
+def weights(model):
+    "(d_out, d_in) weights of every decoder linear, in walk order."
+    out = []
+    for b in decoder_blocks(model):
+        for n, m in block_linears(b).items(): out.append(m.weight.data.T if type(m).__name__ == 'Conv1D' else m.weight.data)
+    return out
+
+def fingerprint(model):
+    "Packed zero pattern of all decoder linears, and a sha256 of their float32 values."
+    ws = weights(model)
+    bits = np.packbits(np.concatenate([(w == 0).reshape(-1).numpy() for w in ws]))
+    h = hashlib.sha256(b''.join(w.float().contiguous().numpy().tobytes() for w in ws)).hexdigest()
+    return bits, h
+
+def cases():
+    "(model label, model factory, calibration ids, configs)."
+    tok_model, tok = load_model('stories260K')
+    cal = calib_windows(load_corpus('c4'), tok, nsamples=16, seqlen=128, seed=0).ids
+    yield 'stories260K', lambda: load_model('stories260K')[0], cal, configs(nm_widths=(4,)) + per_block(5)   # down_proj d_in=172: no 4:8
+    ids = torch.randint(3, 512, (8, 32), generator=torch.Generator().manual_seed(0))
+    for f in FAMILIES: yield f'tiny-{f}', (lambda f=f: tiny_model(f)), ids, configs() + per_block(2)
+
+def compute():
+    "{'<model>/<config>': (bits, sha)} from the current code."
+    torch.set_num_threads(1); res = {}
+    for label, make, ids, cfgs in cases():
+        for name, kw in cfgs:
+            m = make(); prune_model(m, None if kw['method'] == 'magnitude' else ids, batch_size=4, progress=False, **kw)
+            res[f'{label}/{name}'] = fingerprint(m)
+    return res
+
+if __name__ == '__main__':
+    if OUT.exists() and '--overwrite' not in sys.argv: sys.exit(f"{OUT} exists: it is the pre-refactor reference; pass --overwrite only on purpose")
+    res = compute()
+    np.savez_compressed(OUT, **{k + '|bits': v[0] for k, v in res.items()}, **{k + '|sha': np.array(v[1]) for k, v in res.items()})
+    print(f"{len(res)} configurations -> {OUT} ({OUT.stat().st_size:,} bytes)")
