@@ -2,8 +2,9 @@
 
 `python tests/ref_masks.py` writes `tests/data/ref_masks.npz`; it was first run at commit f523c29, before the method
 registry, the architecture adapter and the allocation axis existed, so `tests/test_ref_masks.py` proves that the
-refactor left every mask (and every SparseGPT-updated weight) bit for bit unchanged. Only the public API is used:
-`prune_model`, `decoder_blocks`/`block_linears` (wherever they live), so this file runs before and after.
+refactor left every mask (and every SparseGPT-updated weight) bit for bit unchanged. Only the public API is used.
+At f523c29 a global ranking was `group='global'` and a per-block schedule `block_sparsity=[...]`; since the
+allocation axis they are `allocation='global'` and `allocation=[...]` (the labels below name the same settings).
 """
 import hashlib, os, sys
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
@@ -13,7 +14,7 @@ from wanda_nb.models import load_model, tiny_model
 from wanda_nb.data import load_corpus
 from wanda_nb.calib import calib_windows
 from wanda_nb.prune import prune_model
-from wanda_nb.prune import decoder_blocks, block_linears
+from wanda_nb.arch import decoder_blocks, block_linears
 
 FAMILIES = ['llama', 'mistral', 'qwen2', 'opt', 'gpt_neox', 'gpt2']
 OUT = Path(__file__).parent/'data'/'ref_masks.npz'
@@ -22,7 +23,8 @@ def configs(nm_widths=(4, 8)):
     "(label, prune_model kwargs) for every method × structure × group the pruner accepts."
     c = []
     for s in (0.5, 0.7):
-        for g in ('layer', 'row', 'global', 'variant'): c.append((f'magnitude-{g}-{s}', dict(method='magnitude', sparsity=s, group=g)))
+        for g in ('layer', 'row', 'variant'): c.append((f'magnitude-{g}-{s}', dict(method='magnitude', sparsity=s, group=g)))
+        c.append((f'magnitude-global-{s}', dict(method='magnitude', sparsity=s, allocation='global')))
         for g in ('row', 'layer', 'variant'): c.append((f'wanda-{g}-{s}', dict(method='wanda', sparsity=s, group=g)))
         c.append((f'sparsegpt-{s}', dict(method='sparsegpt', sparsity=s)))
     for st in ['2:4'] + (['4:8'] if 8 in nm_widths else []):
@@ -34,7 +36,7 @@ def configs(nm_widths=(4, 8)):
 
 def per_block(nb):
     "Explicit per-block sparsities (OWL-like) for a model of `nb` blocks."
-    return [(f'{meth}-perblock', dict(method=meth, block_sparsity=[0.4 + 0.2 * i / max(nb - 1, 1) for i in range(nb)]))
+    return [(f'{meth}-perblock', dict(method=meth, allocation=[0.4 + 0.2 * i / max(nb - 1, 1) for i in range(nb)]))
             for meth in ('wanda', 'magnitude', 'sparsegpt')]
 
 def weights(model):

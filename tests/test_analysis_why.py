@@ -1,10 +1,10 @@
-"Property tests of the analysis helpers (wanda_nb.why, wanda_nb.layerwise) on random inputs."
+"Property tests of the analysis helpers (wanda_nb.analysis.why) and OWL's allocation (wanda_nb.allocation) on random inputs."
 import numpy as np, pytest, torch
 from wanda_nb.mask import select_mask, wanda_score, magnitude_score
 from wanda_nb.calib import FeatureStats
 from wanda_nb.theory import rel_recon_error
-from wanda_nb.why import mask_disagreement, removed_energy, layer_recon_error, feature_norm_stats
-from wanda_nb.layerwise import owl_sparsities, outlier_ratio
+from wanda_nb.analysis.why import mask_disagreement, removed_energy, feature_norm_stats
+from wanda_nb.allocation import owl_sparsities, outlier_ratio
 
 
 @pytest.mark.parametrize('seed', range(5))
@@ -27,7 +27,7 @@ def test_gram_error_matches_explicit_inputs(seed):
     W, X = torch.randn(5, 12, generator=g), torch.randn(300, 12, generator=g) * torch.rand(12, generator=g) * 4
     fs = FeatureStats(12, hessian=True); fs.update(X)
     Wh = W.masked_fill(select_mask(wanda_score(W, fs.norm), 0.5), 0)
-    assert layer_recon_error(W, Wh, fs) == pytest.approx(rel_recon_error(W, Wh, X.T), rel=1e-5)
+    assert rel_recon_error(W, Wh, G=fs.xtx) == pytest.approx(rel_recon_error(W, Wh, X.T), rel=1e-5)
 
 
 @pytest.mark.parametrize('seed', range(5))

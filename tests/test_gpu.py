@@ -3,7 +3,8 @@ import pytest, torch
 from wanda_nb.models import load_model
 from wanda_nb.data import load_corpus
 from wanda_nb.calib import calib_windows
-from wanda_nb.prune import prune_model, decoder_blocks, block_linears
+from wanda_nb.prune import prune_model
+from wanda_nb.arch import decoder_blocks, block_linears
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 

@@ -5,8 +5,9 @@ import pytest, torch
 from wanda_nb.calib import collect_stats
 from wanda_nb.mask import row_mask, wanda_score
 from wanda_nb.models import tiny_model
-from wanda_nb.prune import (METHODS, block_linears, decoder_blocks, linear_groups, capture_inputs, model_sparsity,
-                            prune_model, sparsity_table, _weight)
+from wanda_nb.arch import block_linears, decoder_blocks, linear_groups, capture_inputs, weight as _weight
+from wanda_nb.methods import METHODS
+from wanda_nb.prune import model_sparsity, prune_model, sparsity_table
 from wanda_nb.sparsegpt import sparsegpt_prune
 
 torch.set_num_threads(1)
@@ -62,7 +63,7 @@ def test_matches_naive_full_model_reference(family, method):
         else: torch.testing.assert_close(_weight(la), _weight(lb), atol=1e-4, rtol=1e-4)
 
 def test_global_magnitude_exact_count():
-    m = tiny_model('llama'); prune_model(m, None, 'magnitude', 0.3, group='global', progress=False)
+    m = tiny_model('llama'); prune_model(m, None, 'magnitude', 0.3, allocation='global', progress=False)
     t = sparsity_table(m)
     assert t.zeros.sum() == int(t.numel.sum() * 0.3)
     assert t.sparsity.std() > 0 # a global ranking does not give every matrix the same share
@@ -88,12 +89,12 @@ def test_train_mode_restored_and_report_config():
     m = tiny_model('opt').train()
     r = prune_model(m, IDS, 'wanda', 0.5, progress=False)
     assert m.training and r.config['model'] == 'tiny-opt' and r.config['nsamples'] == 6 and r.config['seqlen'] == 24
-    assert set(r.timings) == {'capture', 'stats', 'mask', 'forward', 'total'}
+    assert set(r.timings) == {'allocation', 'capture', 'stats', 'mask', 'forward', 'total'}
 
 def test_bad_arguments_leave_weights_untouched():
     m = tiny_model('gpt2'); before = [p.clone() for p in m.parameters()]
     for kw in [dict(sparsity=1.0), dict(structure='3:2'), dict(structure='2:3'), dict(method='magnitude', group='variant', structure='2:4'),
-               dict(method='wanda', group='global'), dict(calib=torch.rand(2, 8)), dict(batch_size=0)]:
+               dict(method='wanda', allocation='global'), dict(calib=torch.rand(2, 8)), dict(batch_size=0)]:
         with pytest.raises(ValueError): prune_model(m, **(dict(calib=IDS) | kw), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
 

@@ -1,6 +1,6 @@
-"Property tests of wanda_nb.sweep on random synthetic record tables (no model needed)."
+"Property tests of wanda_nb.analysis.sweep on random synthetic record tables (no model needed)."
 import numpy as np, pandas as pd, pytest
-from wanda_nb.sweep import collapse_point, relative_increase, sweep_table
+from wanda_nb.analysis.sweep import collapse_point, relative_increase, sweep_table
 
 SP = [round(0.1 * k, 1) for k in range(1, 10)]
 

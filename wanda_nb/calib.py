@@ -10,9 +10,10 @@ from functools import partial
 from dataclasses import dataclass, field
 import torch, torch.nn as nn
 from fastcore.basics import patch
+from .arch import d_in, decoder_blocks, decoder_linears, capture_inputs, run_block, next_inputs
 
 # %% auto #0
-__all__ = ['CalibSet', 'calib_windows', 'FeatureStats', 'collect_stats']
+__all__ = ['CalibSet', 'calib_windows', 'FeatureStats', 'collect_stats', 'dense_stats']
 
 # %% ../nbs/04_calib.ipynb #ead5538f
 @dataclass
@@ -157,12 +158,6 @@ def H(self:FeatureStats) -> torch.Tensor:
     return self.xtx * (2 / self.n)
 
 # %% ../nbs/04_calib.ipynb #ce39aeb3
-def _d_in(m:nn.Module) -> int:
-    "Input width of an `nn.Linear` (weight (d_out, d_in)) or a GPT-2 `Conv1D` (weight (d_in, d_out))."
-    if isinstance(m, nn.Linear): return m.in_features
-    if type(m).__name__ == 'Conv1D': return m.weight.shape[0]
-    raise TypeError(f"{type(m).__name__} is neither nn.Linear nor Conv1D")
-
 @contextmanager
 def collect_stats(modules:dict, # name -> nn.Linear / Conv1D whose inputs are to be measured
                   hessian:bool=False): # also accumulate Σ x xᵀ (SparseGPT)
@@ -174,8 +169,31 @@ def collect_stats(modules:dict, # name -> nn.Linear / Conv1D whose inputs are to
             last.update(x=x, version=x._version, mask=st.mask, val=_batch_stats(x, st.d_in, st.mask, hessian, st.name))
         st._add(*last['val'])
     for name, m in modules.items():
-        st = stats[name] = FeatureStats(_d_in(m), hessian=hessian, name=name, device=m.weight.device)
+        st = stats[name] = FeatureStats(d_in(m), hessian=hessian, name=name, device=m.weight.device)
         handles.append(m.register_forward_hook(partial(hook, st=st)))
     try: yield stats
     finally:
         for h in handles: h.remove()
+
+# %% ../nbs/04_calib.ipynb #fbbddb30
+@torch.no_grad()
+def dense_stats(model:nn.Module, # the dense model; its weights are not changed
+                ids:torch.Tensor, # (nsamples, seqlen) int64 calibration windows (or a CalibSet)
+                batch_size:int=8, # windows per forward pass
+                hessian:bool=False, # also accumulate Σ x xᵀ per layer (exact reconstruction errors, SparseGPT)
+                device=None, # where blocks run (default: where the model is)
+                offload:bool=False # move one block at a time to `device`, then back
+               ) -> dict: # {full linear name: FeatureStats}, in walk order
+    "Input statistics of every decoder linear of the dense `model`, from one block-by-block pass over `ids`."
+    ids = ids.ids if isinstance(ids, CalibSet) else ids
+    if not (isinstance(ids, torch.Tensor) and ids.ndim == 2 and not ids.is_floating_point()):
+        raise ValueError(f"dense_stats needs calibration token ids (nsamples, seqlen) int64 or a CalibSet, got {type(ids).__name__}")
+    home = next(model.parameters()).device; dev = torch.device(device) if device is not None else home
+    inps, out, lins = capture_inputs(model, ids, batch_size, dev), {}, decoder_linears(model)
+    for i, b in enumerate(decoder_blocks(model)):
+        if offload: b.to(dev)
+        mine = [l for l in lins if l.block == i]
+        with collect_stats({l.full: l.module for l in mine}, hessian=hessian) as st: outs = run_block(b, inps)
+        out |= st; inps = next_inputs(outs, inps)
+        if offload: b.to(home)
+    return out

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['magnitude_score', 'wanda_score', 'check_sparsity', 'row_mask', 'layer_mask', 'mask_sparsity', 'global_mask',
-           'nm_mask', 'variant_mask', 'parse_structure', 'select_mask']
+__all__ = ['magnitude_score', 'wanda_score', 'ria_score', 'check_sparsity', 'row_mask', 'layer_mask', 'mask_sparsity',
+           'global_mask', 'nm_mask', 'variant_mask', 'parse_structure', 'select_mask']
 
 # %% ../nbs/03_mask.ipynb #a7abebff
 def magnitude_score(W: Tensor, # (d_out, d_in) weight, any float dtype
@@ -27,6 +27,20 @@ def wanda_score(W: Tensor,    # (d_out, d_in) weight, any float dtype
         raise ValueError(f"wanda_score needs W of shape (d_out, d_in) and norm of shape (d_in,); got W "
                          f"{tuple(W.shape)} and norm {tuple(norm.shape)}. norm holds one ‖X_j‖₂ per input column of W.")
     return W.detach().float().abs() * norm.detach().to(W.device, torch.float32)  # norm broadcasts over rows
+
+# %% ../nbs/03_mask.ipynb #d571a44e
+def ria_score(W: Tensor,    # (d_out, d_in) weight, any float dtype
+              norm: Tensor, # (d_in,) ‖X_j‖₂ per input feature
+              a: float=0.5, # exponent of the activation norm (the authors' default)
+             ) -> Tensor:   # (d_out, d_in) float32
+    "RIA's score (|W_ij|/Σ_k|W_ik| + |W_ij|/Σ_k|W_kj|)·‖X_j‖₂^a in float32."
+    if W.ndim != 2 or norm.ndim != 1 or norm.shape[0] != W.shape[1]:
+        raise ValueError(f"ria_score needs W of shape (d_out, d_in) and norm of shape (d_in,); got W "
+                         f"{tuple(W.shape)} and norm {tuple(norm.shape)}")
+    A = W.detach().float().abs()                       # (d_out, d_in)
+    row, col = A.sum(1, keepdim=True), A.sum(0, keepdim=True) # (d_out, 1) Σ_k|W_ik|, (1, d_in) Σ_k|W_kj|
+    ri = A / row.clamp_min(torch.finfo(A.dtype).tiny) + A / col.clamp_min(torch.finfo(A.dtype).tiny)
+    return ri * norm.detach().to(W.device, torch.float32).pow(a)
 
 # %% ../nbs/03_mask.ipynb #8599f16f
 def check_sparsity(s, # requested fraction of weights to prune
