@@ -20,7 +20,7 @@ from .records import run_record, save_record, find_record
 from .zeroshot import zeroshot, TASKS
 
 # %% auto #0
-__all__ = ['PRESETS', 'preset', 'Bench', 'bench', 'run_config', 'measure', 'run_one', 'table']
+__all__ = ['PRESETS', 'preset', 'Bench', 'bench', 'run_config', 'measure', 'Step', 'run_one', 'table']
 
 # %% ../nbs/10_experiment.ipynb #d6abb508
 PRESETS = {
@@ -130,6 +130,21 @@ def measure(b:Bench, # the bench; its working model is measured
     if 'zeroshot' in evals: m['zeroshot'] = zeroshot(b.model, b.tokenizer, tasks=tasks or TASKS, limit=limit)['tasks']
     return m | dict(achieved_sparsity=model_sparsity(b.model)['linear'])
 
+# %% ../nbs/10_experiment.ipynb #cfde4d80
+@dataclass
+class Step:
+    "A transform of the bench's working model inside a run (recovery, quantization), recorded by name and config."
+    name:str # e.g. 'recover', 'quant'
+    config:dict # everything that changes its result (recorded, and part of the run's identity)
+    fn:object # (bench, PruneReport|None) -> dict of metrics to record under metrics[name]
+    when:str='after' # 'before' pruning or 'after' it
+    def __post_init__(self):
+        if self.when not in ('before', 'after'): raise ValueError(f"a Step runs 'before' or 'after' pruning, got {self.when!r}")
+
+def _steps_config(steps) -> list:
+    "The recorded form of a run's steps."
+    return [dict(name=st.name, when=st.when, **st.config) for st in steps]
+
 # %% ../nbs/10_experiment.ipynb #07486827
 def _prune(b:Bench, method, sparsity, nm, structure, group, masks, calib, batch_size, prune_kw) -> tuple:
     "Prune the working model (or apply `masks`); return (timings, the `PruneReport` or None)."
@@ -155,6 +170,7 @@ def run_one(b:Bench, # from `bench`
             calib=None, # a `CalibSet` for this run instead of the bench's; with `masks`: the set they were chosen on
             masks=None, # {full linear name: bool mask} (or a callable (bench) -> it) applied instead of pruning
             layers=None, # rows for metrics.layers: a list, or a callable (bench, PruneReport|None) -> list, after pruning
+            steps=(), # `Step`s applied before or after pruning (recovery, quantization); recorded
             **prune_kw, # passed to `prune_model`: allocation, owl_m, owl_lambda, options, true_sequential, ...
            ) -> dict: # the record
     "Restore the dense weights, prune with `method` (or apply `masks`), evaluate against dense, and record the run."
@@ -165,13 +181,16 @@ def run_one(b:Bench, # from `bench`
     group = group if m is None else (group or m.groups[0])
     if m is not None and m.options: prune_kw = prune_kw | dict(options=method_options(m, prune_kw.get('options')))
     uses = calib is not None if masks is not None else m is not None and (m.needs != 'none' or prune_kw.get('allocation') == 'owl')
+    if steps: extra = dict(extra or {}, steps=_steps_config(steps))
     cfg = run_config(b, method, sparsity, structure, group, experiment, extra, evals, prune_kw, tasks, limit, calib, uses)
     if out is not None and (r := find_record(out, **cfg)) is not None: return r
     if save is not None and Path(save).exists():
         raise FileExistsError(f"{save} exists: choose another --save folder (a saved model is never overwritten)")
     b.model.load_state_dict(b.dense.state_dict())
+    done = {st.name: st.fn(b, None) for st in steps if st.when == 'before'}
     timings, rep = _prune(b, method, sparsity, nm, structure, group, masks, calib, batch_size, prune_kw)
-    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size); timings['eval'] = time.time() - t
+    done |= {st.name: st.fn(b, rep) for st in steps if st.when == 'after'}
+    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size) | done; timings['eval'] = time.time() - t
     if layers is not None: metrics['layers'] = layers(b, rep) if callable(layers) else list(layers)
     if save is not None: b.model.save_pretrained(save); b.tokenizer.save_pretrained(save)
     rec = run_record(**cfg, metrics=metrics, timings=timings)
