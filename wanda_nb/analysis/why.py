@@ -12,7 +12,8 @@ from ..methods import get_method, method_options
 from ..theory import rel_recon_error
 
 # %% auto #0
-__all__ = ['feature_norm_stats', 'layer_masks', 'mask_disagreement', 'removed_energy', 'layer_rows']
+__all__ = ['INPUTS', 'feature_norm_stats', 'layer_masks', 'mask_disagreement', 'removed_energy', 'row_errors', 'layer_rows',
+           'recon_summary', 'row_emptying', 'study']
 
 # %% ../../nbs/20_why_wanda.ipynb #a01f9cba
 def feature_norm_stats(norm:torch.Tensor, # (d_in,) ‖X_j‖₂ per input feature, any float dtype
@@ -66,6 +67,21 @@ def removed_energy(W:torch.Tensor, # (d_out, d_in) dense weight
     return (W.double().pow(2) * norm.double().pow(2) * mask).sum().item() # norm broadcasts over rows
 
 # %% ../../nbs/20_why_wanda.ipynb #8954a556
+def row_errors(W:torch.Tensor, # (d_out, d_in) dense weight
+               mask:torch.Tensor, # (d_out, d_in) bool, True = pruned
+               G:torch.Tensor, # (d_in, d_in) Σ x xᵀ of the layer's inputs
+               empty:float=0.9, # a row pruned to this fraction or more counts as emptied
+              ) -> dict: # row_err_mean, row_err_max, row_sparsity_min, row_sparsity_max, rows_emptied
+    "Per-row relative reconstruction errors (mean, max), per-row sparsity range and the fraction of emptied rows."
+    W64, G64 = W.double(), G.to(W.device).double()
+    D = W64 * mask # the removed part (d_out, d_in)
+    num, den = ((D @ G64) * D).sum(1), ((W64 @ G64) * W64).sum(1) # (d_out,) each
+    e = (num.clamp_min(0) / den.clamp_min(torch.finfo(torch.float64).tiny)).sqrt()
+    rs = mask.float().mean(1)
+    return dict(row_err_mean=e.mean().item(), row_err_max=e.max().item(), row_sparsity_min=rs.min().item(),
+                row_sparsity_max=rs.max().item(), rows_emptied=(rs >= empty).float().mean().item())
+
+# %% ../../nbs/20_why_wanda.ipynb #f983b8d6
 def layer_rows(model:nn.Module, # the dense model
                stats:dict, # {full name: FeatureStats} with Σxxᵀ, from `dense_stats`
                masks:dict, # {full name: bool mask} to describe
@@ -79,7 +95,60 @@ def layer_rows(model:nn.Module, # the dense model
         ref_e = ((W.double() @ s.xtx.double()) * W.double()).sum().item() # ‖WX‖²_F
         r = dict(block=l.block, module=l.name, kind=l.kind, input=input_group(l.kind), sparsity=mk.float().mean().item(),
                  recon_err=rel_recon_error(W, W.masked_fill(mk, 0), G=s.xtx), diag_err=math.sqrt(removed_energy(W, mk, s.norm) / ref_e))
+        r |= row_errors(W, mk, s.xtx)
         f = feature_norm_stats(s.norm); r |= dict(norm_max_median=f['max_median'], norm_top_share=f['top_share'])
         if ref is not None: r |= {k: v for k, v in mask_disagreement(mk, ref[l.full]).items() if k in ('n1', 'only1', 'differ', 'jaccard')}
         rows.append(r)
     return rows
+
+# %% ../../nbs/20_why_wanda.ipynb #d1da4e27
+def recon_summary(rows:dict, # label -> per-layer rows (`layer_rows` / `metrics.layers`); must hold 'wanda'
+                 ) -> pd.DataFrame: # per (against, measure): lower, n, z, median ratio other / Wanda
+    "Wanda's reconstruction error against each other mask set, matrix by matrix, by the matrix and the per-row measure."
+    if 'wanda' not in rows: raise KeyError(f"recon_summary compares against 'wanda'; got {sorted(rows)}")
+    w, out = pd.DataFrame(rows['wanda']), []
+    for k, o in rows.items():
+        if k == 'wanda': continue
+        m = w.merge(pd.DataFrame(o), on=['block', 'module'], suffixes=('', '_o'))
+        for col in [c for c in ('recon_err', 'row_err_mean') if c in m and f'{c}_o' in m]:
+            lower, n = int((m[col] < m[f'{col}_o']).sum()), len(m)
+            out.append(dict(against=k, measure=col, lower=lower, n=n, z=(lower - n / 2) / math.sqrt(n / 4),
+                            median_ratio=float((m[f'{col}_o'] / m[col]).median())))
+    return pd.DataFrame(out)
+
+def row_emptying(rows) -> pd.DataFrame: # per kind: max and min row sparsity, mean fraction of rows emptied
+    "How unevenly a mask set prunes the rows of each kind of matrix."
+    t = pd.DataFrame(rows)
+    return t.groupby('kind')[['row_sparsity_min', 'row_sparsity_max', 'rows_emptied']].agg(
+        {'row_sparsity_min': 'min', 'row_sparsity_max': 'max', 'rows_emptied': 'mean'})
+
+# %% ../../nbs/20_why_wanda.ipynb #4db8af50
+INPUTS = ('qkv', 'o', 'gate_up', 'down') # input groups of a Llama block (`wanda_nb.arch.input_group`)
+
+def study(B, # a `wanda_nb.experiment.Bench`
+          out, # records folder (results/<model>/why)
+         ) -> tuple: # ({name: record}, the dense statistics)
+    "Every run of the why-Wanda study on bench `B`, recorded under `out`."
+    from wanda_nb.experiment import run_one
+    from wanda_nb.arch import decoder_blocks, module_kind
+    from wanda_nb.calib import dense_stats
+    S = dense_stats(B.dense, B.calib, hessian=True)
+    M = {k: layer_masks(B.dense, S, *a) for k, a in dict(wanda=('wanda', .5, 'row'), mag_row=('magnitude', .5, 'row'),
+                                                          mag_layer=('magnitude', .5, 'layer')).items()}
+    kw, DI = dict(out=out, experiment='why'), dict(stats='dense_inputs')
+    recs = dict(dense=run_one(B, 'dense', **kw), seq_wanda=run_one(B, 'wanda', 0.5, **kw))
+    for k, meth, g, ref in (('wanda', 'wanda', 'row', 'mag_row'), ('mag_row', 'magnitude', 'row', 'wanda'),
+                            ('mag_layer', 'magnitude', 'layer', 'wanda')):
+        recs[k] = run_one(B, meth, .5, group=g, masks=M[k], calib=B.calib if meth == 'wanda' else None, extra=DI,
+                          layers=lambda b, r, k=k, ref=ref: layer_rows(B.dense, S, M[k], ref=M[ref]), **kw)
+    hyb = lambda use_mag: (lambda i, n: 'magnitude' if use_mag(i, n) else 'wanda')
+    def run_h(name, use_mag, tag):
+        recs[name] = run_one(B, 'hybrid', .5, group='row', masks=lambda b: layer_masks(B.dense, S, hyb(use_mag)),
+                             calib=B.calib, extra=DI | tag, **kw)
+    for k in INPUTS:
+        run_h(f'mag_in_{k}', lambda i, n, k=k: input_group(module_kind(n)) == k, dict(magnitude_kinds=[k]))
+        run_h(f'wanda_in_{k}', lambda i, n, k=k: input_group(module_kind(n)) != k, dict(wanda_kinds=[k]))
+    for j in range(len(decoder_blocks(B.dense))):
+        run_h(f'mag_in_b{j}', lambda i, n, j=j: i == j, dict(magnitude_blocks=[j]))
+        run_h(f'wanda_in_b{j}', lambda i, n, j=j: i != j, dict(wanda_blocks=[j]))
+    return recs, S
