@@ -8,7 +8,7 @@ import pandas as pd, torch, torch.nn as nn
 from ..arch import decoder_linears
 
 # %% auto #0
-__all__ = ['mask_rows', 'block_sparsity', 'only_blocks']
+__all__ = ['mask_rows', 'block_sparsity', 'only_blocks', 'layer_profile', 'sensitivity', 'study']
 
 # %% ../../nbs/21_layerwise.ipynb #53b7b84e
 def mask_rows(model:nn.Module, # the model the masks belong to
@@ -38,3 +38,80 @@ def only_blocks(blocks, # block indices to prune
     "A per-layer method for `layer_masks` that prunes `blocks` with `method` and leaves the rest dense."
     blocks = set(blocks)
     return lambda i, n: method if i in blocks else None
+
+# %% ../../nbs/21_layerwise.ipynb #e96ec1f9
+def _pct(x, d=2): return '—' if x is None or x != x else f"{100*x:.{d}f}%"
+def _label(method, group='', structure='unstructured'):
+    s = f"{method} ({group})" if group else str(method)
+    return s if structure in ('unstructured', '', None) else f"{s} {structure}"
+
+_BY_CONSTRUCTION = {'row': 'per-output comparison group: every row loses exactly int(d_in·s) weights',
+                    'layer': 'per-matrix comparison group: every matrix loses exactly the same fraction',
+                    'variant': 'per-matrix target of the cumulative-score variant'}
+
+def layer_profile(layers, # `metrics.layers` of one record: dicts with at least `block` and `sparsity` (optional `numel`)
+                  method:str='wanda', group:str='row', structure:str='unstructured', # what produced it
+                  tol:float=1e-3, # max−min below this is 'uniform'
+                 ) -> dict: # blocks, min/max, kind ('uniform'|'varies'), trend, sentence
+    "Per-block achieved sparsity of one run, classified and described in one sentence."
+    t = pd.DataFrame(list(layers))
+    if t.empty or not {'block', 'sparsity'} <= set(t): raise ValueError("layer_profile needs layer dicts with 'block' and 'sparsity'")
+    w = t['numel'] if 'numel' in t else pd.Series(1.0, index=t.index)
+    per = (t['sparsity'] * w).groupby(t['block']).sum() / w.groupby(t['block']).sum()  # (n_blocks,) weighted mean
+    lo, hi = per.idxmin(), per.idxmax()
+    r = dict(label=_label(method, group, structure), blocks=per.to_dict(), min=per.min(), max=per.max(),
+             block_min=lo, block_max=hi, spread=per.max() - per.min())
+    why = _BY_CONSTRUCTION.get(group) if structure in ('unstructured', '') else f'{structure} pattern: the same count in every group of weights'
+    if r['spread'] < tol:
+        r.update(kind='uniform', trend='flat')
+        r['sentence'] = (f"{r['label']}: every block is pruned to {_pct(per.mean())} (spread {_pct(r['spread'], 3)}), uniform by "
+                         f"construction ({why})." if why else
+                         f"{r['label']}: every block is pruned to {_pct(per.mean())} (spread {_pct(r['spread'], 3)}); the comparison "
+                         f"group would allow the blocks to differ, and they measurably do not.")
+        return r
+    k = max(1, len(per) // 3); early, late = per.iloc[:k].mean(), per.iloc[-k:].mean()
+    r['kind'] = 'varies'
+    r['trend'] = 'flat ends' if abs(late - early) < tol else 'rises with depth' if late > early else 'falls with depth'
+    ends = (f"the first block is at {_pct(early)}, the last at {_pct(late)}" if k == 1 else
+            f"the first {k} blocks average {_pct(early)}, the last {k} {_pct(late)}")
+    r['sentence'] = (f"{r['label']}: sparsity varies across blocks from {_pct(r['min'])} (lowest, block {lo}) to {_pct(r['max'])} "
+                     f"(highest, block {hi}); " + ("early and late blocks are pruned alike (" + ends + ")" if r['trend'] == 'flat ends'
+                     else f"it {r['trend']} ({ends})") + '.')
+    if why: r['sentence'] += f" This is not flat although the {why.split(':')[0]} makes it flat by construction: pre-existing zeros or a bug."
+    return r
+
+# %% ../../nbs/21_layerwise.ipynb #9d08334f
+def sensitivity(df:pd.DataFrame, # records of one protocol (`wanda_nb.analysis.evidence.select`), with single-block runs
+                corpus:str, # evaluation corpus
+               ) -> tuple: # (per block: kl, se, ppl; block × block paired z of the KL difference)
+    "Single-block sensitivity: KL to dense of each block pruned alone, its window se, and pairwise paired z."
+    from wanda_nb.metrics import mean_se, paired_diff
+    d = df[df['extra.blocks'].apply(lambda b: isinstance(b, list) and len(b) == 1)] if 'extra.blocks' in df else df.iloc[:0]
+    if d.empty: raise ValueError("no single-block runs (extra.blocks = [j]) among the records: run run_one(..., blocks=[j])")
+    kw = {int(r['extra.blocks'][0]): r[f'metrics.kl_windows.{corpus}'] for r in d.to_dict('records')}
+    t = pd.DataFrame({j: dict(kl=mean_se(w)[0], se=mean_se(w)[1]) for j, w in sorted(kw.items())}).T.rename_axis('block')
+    t['ppl'] = pd.Series({int(r['extra.blocks'][0]): r[f'metrics.ppl.{corpus}'] for r in d.to_dict('records')})
+    z = pd.DataFrame({j: {k: (lambda m, se: m / se if se else 0.)(*paired_diff(kw[j], kw[k])) for k in sorted(kw)} for j in sorted(kw)}).T
+    return t, z.rename_axis('block')
+
+# %% ../../nbs/21_layerwise.ipynb #b5b8a384
+def study(B, # a `wanda_nb.experiment.Bench`
+          out, # records folder (results/<model>/layerwise)
+         ) -> dict: # name -> record
+    "Every run of the layer-wise study on bench `B`, recorded under `out`."
+    from wanda_nb.experiment import run_one
+    from wanda_nb.arch import decoder_blocks
+    from wanda_nb.calib import dense_stats
+    from wanda_nb.analysis.why import layer_rows
+    S = dense_stats(B.dense, B.calib, hessian=True)
+    def facts(b, rep):
+        z = {l.full: l.weight == 0 for l in decoder_linears(b.model)}
+        de = {(r['block'], r['module']): r['recon_err'] for r in layer_rows(b.dense, S, z)}
+        return [r | dict(recon_err_dense_inputs=de[r['block'], r['module']]) | (dict(recon_err=rep.recon[f]) if rep and rep.recon else {})
+                for r, f in zip(mask_rows(b.dense, z), z)]
+    kw = dict(out=out, experiment='layerwise', layers=facts)
+    recs = dict(wanda50=run_one(B, 'wanda', .5, recon=True, **kw), wanda70=run_one(B, 'wanda', .7, recon=True, **kw),
+                global50=run_one(B, 'magnitude', .5, allocation='global', **kw))
+    for j in range(len(decoder_blocks(B.dense))): recs[f'only_b{j}'] = run_one(B, 'wanda', .5, blocks=[j], **kw)
+    recs['owl70'] = run_one(B, 'wanda', .7, allocation='owl', owl_m=5., owl_lambda=0.08, recon=True, **kw)
+    return recs
