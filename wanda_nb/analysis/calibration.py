@@ -9,7 +9,7 @@ from ..calib import CalibSet
 from ..data import Corpus
 
 # %% auto #0
-__all__ = ['CALIB_SPLITS', 'held_out', 'calib_grid', 'seed_spread']
+__all__ = ['CALIB_SPLITS', 'held_out', 'calib_grid', 'seed_spread', 'diagonal_test', 'calib_bench', 'study']
 
 # %% ../../nbs/23_calibration.ipynb #01e33c1d
 CALIB_SPLITS = {'wikitext2': 'validation', 'c4': 'train', 'code': 'train', 'stories': 'train'} # offline-available, disjoint from evaluation
@@ -57,3 +57,73 @@ def seed_spread(df:pd.DataFrame, # flattened records
     g = df.groupby(by)[col]
     t = pd.DataFrame(dict(mean=g.mean(), std=g.std(), n=g.count()))
     return t.assign(sem=t['std'] / np.sqrt(t['n']))
+
+# %% ../../nbs/23_calibration.ipynb #bca14fe7
+def diagonal_test(df:pd.DataFrame, # records of the corpus grid (one protocol but the calibration corpus), as `as_frame` gives
+                  sparsity:float=0.5, # which sparsity
+                  metric:str='nll', # 'nll' (perplexity ratio) or 'kl'
+                  method:str='wanda',
+                 ) -> pd.DataFrame: # per evaluation corpus: best other calibration, comparison, verdict
+    "In-domain vs best other calibration corpus, per evaluation corpus, paired over windows and seeds."
+    from wanda_nb.analysis.evidence import compare, decide, say
+    d = df[(df['method'] == method) & np.isclose(df['sparsity'].astype(float), sparsity)]
+    if d.empty: raise ValueError(f"no {method} records at sparsity {sparsity}")
+    col = lambda c: f"metrics.{'ppl' if metric == 'nll' else 'kl'}.{c}"
+    evals = sorted({c.split('.')[-1] for c in d.columns if c.startswith(f'metrics.{metric}_windows.')})
+    rows = []
+    for c in [c for c in evals if c in set(d['calibration.corpus'])]:
+        means = d.groupby('calibration.corpus')[col(c)].mean()
+        best = means.drop(c).idxmin()
+        cmp = compare(d[d['calibration.corpus'] == c], d[d['calibration.corpus'] == best], c, metric)
+        rows.append(dict(eval=c, in_domain=means[c], best_other=best, best_other_value=means[best],
+                         verdict=decide(cmp, '<'), measured=say(cmp, metric) if cmp else 'no per-window values'))
+    return pd.DataFrame(rows).set_index('eval')
+
+# %% ../../nbs/23_calibration.ipynb #9086dfaf
+def calib_bench(model:str, dtype:str='float32', device:str='cpu',
+                nsamples:int|None=None, # calibration windows (default: the preset's)
+                max_windows:int|None=None, # evaluation windows per corpus (None: all)
+               ):
+    "The calibration study's bench: concat sampler, and WikiText-2 / held-out C4 / code (/ stories) evaluation."
+    from wanda_nb.experiment import bench, preset
+    from wanda_nb.metrics import eval_windows
+    from wanda_nb.data import load_corpus
+    P = preset(model)
+    corpora = ('wikitext2', 'code') + (('stories',) if 'stories' in P['corpora'] else ())
+    B = bench(model, dtype, device, calib='c4', sampler='concat', nsamples=nsamples or P['nsamples'], seqlen=P['seqlen'],
+              eval_seqlen=P['eval_seqlen'], corpora=corpora, max_windows=max_windows or 0)
+    B.windows['c4'] = eval_windows(held_out(load_corpus('c4', 'train'))[1], B.tokenizer, P['eval_seqlen'], max_windows=max_windows)
+    B.windows = {c: B.windows[c] for c in ('wikitext2', 'c4', 'code', 'stories') if c in B.windows}
+    B.settings['eval_windows'] = {c: len(w) for c, w in B.windows.items()}
+    from wanda_nb.metrics import dense_logprobs
+    for c, w in B.windows.items():
+        if c not in B.dense_lp and w.numel() * B.dense.config.vocab_size * 4 / 2**30 <= 2: B.dense_lp[c] = dense_logprobs(B.dense, w)
+    return B
+
+# %% ../../nbs/23_calibration.ipynb #351f1b56
+def study(B, # from `calib_bench`
+          out, # records folder (results/<model>/calibration)
+          sparsities=(0.5, 0.7), seeds=(0, 1, 2),
+          sizes:bool=True, # also the sample-count and window-length studies (experiment 'calibsize')
+         ) -> int: # number of runs asked for
+    "The calibration corpus grid (and the size studies) on bench `B`, recorded under `out`."
+    from wanda_nb.experiment import run_one
+    from wanda_nb.calib import calib_windows
+    from wanda_nb.data import load_corpus
+    ns, L, n = B.calib.meta['nsamples'], B.calib.meta['seqlen'], 1
+    run_one(B, 'dense', out=out, experiment='calibration')
+    cal_c4 = held_out(load_corpus('c4', 'train'))[0]
+    sources = {c: (cal_c4 if c == 'c4' else load_corpus(c, sp)) for c, sp in CALIB_SPLITS.items() if c in B.windows}
+    for c, corp in sources.items():
+        for seed in seeds:
+            cs = calib_windows(corp, B.tokenizer, ns, L, seed=seed, sampler='concat')
+            for s in sparsities: run_one(B, 'wanda', s, calib=cs, out=out, experiment='calibration'); n += 1
+    if not sizes: return n
+    for seed in seeds:
+        for k in (1, 4, 16, 64, 128, 256):
+            cs = calib_windows(cal_c4, B.tokenizer, k, L // 2, seed=seed, sampler='concat')
+            for s in sparsities: run_one(B, 'wanda', s, calib=cs, out=out, experiment='calibsize'); n += 1
+        for l in (L // 8, L // 4, L // 2, L, min(2 * L, B.calib.meta.get('max_len') or 2 * L)):
+            cs = calib_windows(cal_c4, B.tokenizer, 32, l, seed=seed, sampler='concat')
+            for s in sparsities: run_one(B, 'wanda', s, calib=cs, out=out, experiment='calibsize'); n += 1
+    return n
