@@ -4,10 +4,12 @@
 
 # %% ../../nbs/24_sparsity_sweep.ipynb #511cb0c5
 from __future__ import annotations
+import math
 import numpy as np, pandas as pd
+from ..arch import decoder_linears
 
 # %% auto #0
-__all__ = ['sweep_table', 'relative_increase', 'collapse_point']
+__all__ = ['sweep_table', 'relative_increase', 'collapse_point', 'increase', 'reseeded', 'study']
 
 # %% ../../nbs/24_sparsity_sweep.ipynb #990fa13f
 def _col(df, metric, corpus):
@@ -21,12 +23,12 @@ def sweep_table(df:pd.DataFrame, # flattened records
                 metric:str='ppl', # 'ppl' or 'kl'
                 corpus:str='stories', # evaluation corpus
                 structure:str='unstructured' # which structure's runs
-               ) -> pd.DataFrame: # rows = method, columns = sparsity; the latest record wins duplicates
-    "Method × sparsity table of `metric` on `corpus` for one structure (dense excluded)."
+               ) -> pd.DataFrame: # rows = method, columns = target sparsity; repeats (seeds) averaged
+    "Method × sparsity table of `metric` on `corpus` for one structure (dense excluded): the mean over repeats."
     c = _col(df, metric, corpus)
     d = df[(df['method'] != 'dense') & (df['structure'] == structure)]
     if d.empty: raise ValueError(f"no pruned records with structure {structure!r}")
-    return d.pivot_table(index='method', columns='sparsity', values=c, aggfunc='last')
+    return d.pivot_table(index='method', columns='sparsity', values=c, aggfunc='mean')
 
 def _dense(df, metric, corpus):
     d = df[df['method'] == 'dense']
@@ -61,6 +63,50 @@ def collapse_point(df:pd.DataFrame, # flattened records, with the dense record f
         r = r.dropna().sort_index(); bad = r[r > tau]
         c = float(bad.index[0]) if len(bad) else np.nan
         ok = r[r.index < c] if len(bad) else r
+        ach = df[(df['method'] == m) & np.isclose(df['sparsity'], c) & (df['structure'] == 'unstructured')] if len(bad) else []
         rows[m] = dict(collapse=c, last_ok=float(ok.index.max()) if len(ok) else np.nan,
-                       value=float(bad.iloc[0]) if len(bad) else np.nan, threshold=tau)
+                       value=float(bad.iloc[0]) if len(bad) else np.nan, threshold=tau,
+                       achieved=float(ach['metrics.achieved_sparsity'].mean()) if len(ach) and 'metrics.achieved_sparsity' in df else np.nan)
     return pd.DataFrame(rows).T
+
+# %% ../../nbs/24_sparsity_sweep.ipynb #d95a752c
+def increase(df:pd.DataFrame, # records of one protocol, with the dense record
+             corpus:str, method:str, sparsity:float, structure:str='unstructured',
+            ) -> dict|None: # compare() of the configuration against dense, plus ratio and its 95% interval
+    "Perplexity ratio to dense of one configuration, paired over windows and seeds, or None if not measured."
+    from wanda_nb.analysis.evidence import compare
+    a = df[(df['method'] == method) & np.isclose(df['sparsity'], sparsity) & (df['structure'] == structure)]
+    c = compare(a, df[df['method'] == 'dense'], corpus, 'nll') if len(a) else None
+    if c is None: return None
+    return c | dict(ratio=math.exp(c['diff']), lo=math.exp(c['diff'] - 2 * c['u']), hi=math.exp(c['diff'] + 2 * c['u']))
+
+# %% ../../nbs/24_sparsity_sweep.ipynb #a9b526e8
+def reseeded(B, seed:int):
+    "The bench's calibration recipe (corpus, split, sampler, size) drawn with another seed; the bench's own for its seed."
+    from wanda_nb.calib import calib_windows
+    from wanda_nb.data import load_corpus
+    from wanda_nb.models import context_length
+    m = B.calib.meta
+    if seed == m['seed']: return B.calib
+    return calib_windows(load_corpus(m['corpus'], m['split']), B.tokenizer, m['nsamples'], m['seqlen'], seed=seed,
+                         sampler=m['sampler'], max_len=context_length(B.dense))
+
+def study(B, # a `wanda_nb.experiment.Bench`
+          out, # records folder (results/<model>/sweep)
+          methods=None, # registered method names (default: all)
+          sparsities=tuple(round(0.1 * k, 1) for k in range(1, 10)),
+          structures=('2:4', '4:8'), # N:M structures, each run only where every d_in allows it
+          seeds=(0, 1, 2), # calibration seeds (methods that need no calibration run once)
+         ) -> int: # runs asked for
+    "The sparsity sweep on bench `B`, recorded under `out`."
+    from wanda_nb.experiment import run_one
+    from wanda_nb.methods import METHODS
+    d_ins = {l.weight.shape[1] for l in decoder_linears(B.model)}
+    structs = [st for st in structures if all(d % int(st.split(':')[1]) == 0 for d in d_ins)]
+    run_one(B, 'dense', out=out, experiment='sweep'); n = 1
+    for m in methods or list(METHODS):
+        for seed in (seeds if METHODS[m].needs != 'none' else seeds[:1]):
+            cal = reseeded(B, seed)
+            for s in sparsities: run_one(B, m, s, calib=cal, out=out, experiment='sweep'); n += 1
+            for st in structs: run_one(B, m, structure=st, calib=cal, out=out, experiment='sweep'); n += 1
+    return n
