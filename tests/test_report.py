@@ -1,17 +1,26 @@
-"Report: the wanda_nb_report command end to end, and property tests of the wording on synthetic records."
-import copy, json, math, random, re, shutil, subprocess, sys
+"The report: the wanda_nb_report command end to end, and synthetic record sets that plant each defect a citable report must not have."
+import copy, json, math, re, shutil, subprocess, sys
 from pathlib import Path
-import pytest
-from wanda_nb.report import (report, main, demo_records, layer_profile, task_drops, task_verdict, collapse_point,
-                             as_frame, SEED_CLAIMS, speed_summary)
+import numpy as np, pytest
+from wanda_nb.report import report, main, demo_records
+
+VERDICTS = {'confirmed', 'refuted', 'inconclusive', 'not measurable on this model', 'not measured'}
 
 def _write(d, recs):
     d.mkdir(parents=True, exist_ok=True)
-    for i, r in enumerate(recs): (d/f'{i:03d}.json').write_text(json.dumps(r))
+    for i, r in enumerate(recs): (d/f"{r.get('id', f'{i:03d}')}.json").write_text(json.dumps(r))
     return d
 
 def _claims(md):
-    return re.findall(r'^\| (.+?) \| \*\*([a-z ]+)\*\* \|', md, flags=re.M)
+    "(claim, verdict, measured) rows of the claims table."
+    tab = md.split('## 6.')[1].split('## Appendix')[0]
+    rows = [l for l in tab.splitlines() if l.startswith('|') and not l.startswith('|---')][1:]   # the header row dropped
+    return [tuple(x.strip() for x in l.strip('|').split('|')) for l in rows]
+
+def _claim(md, start):
+    rows = [r for r in _claims(md) if r[0].startswith(start)]
+    assert rows, f'no claim starting {start!r}'
+    return rows[0][1].strip('*'), rows[0][2]
 
 # --- the command ---------------------------------------------------------------------------------------------------
 
@@ -28,140 +37,104 @@ def test_console_script_writes_and_refuses_to_overwrite(tmp_path):
     got = out.read_text().split('\n')
     assert got[2].startswith('> Regenerate with `wanda_nb_report ')   # the command that wrote it
     assert '\n'.join(got[:2] + got[4:]) == report(recs, speed={})
-    out.write_text('mine')
-    r = _cli(recs, '--out', out)
-    assert r.returncode == 1 and '--overwrite' in r.stderr and 'Traceback' not in r.stderr and out.read_text() == 'mine'
+    again = _cli(recs, '--out', out)
+    assert again.returncode == 1 and 'exists; pass --overwrite' in again.stderr
 
-def _main(capsys, *args):
-    rc = main([str(a) for a in args]); cap = capsys.readouterr()
-    return rc, cap.out, cap.err
+# --- one protocol per table ------------------------------------------------------------------------------------------
 
-def test_main_overwrite_stdout_and_clear_errors(tmp_path, capsys):
-    recs = _write(tmp_path/'recs', demo_records())
-    rc, out, _ = _main(capsys, recs, '--speed', tmp_path)
-    assert rc == 0 and out.startswith('# Analysis: synthetic-4L')
-    (tmp_path/'r.md').write_text('mine')
-    assert _main(capsys, recs, '--out', tmp_path/'r.md', '--overwrite', '--speed', tmp_path)[0] == 0
-    assert (tmp_path/'r.md').read_text().startswith('# Analysis: synthetic-4L')
-    rc, _, err = _main(capsys, tmp_path/'nope')
-    assert rc == 1 and 'no records directory' in err
-    (tmp_path/'empty').mkdir()
-    assert 'holds no result records' in _main(capsys, tmp_path/'empty')[2]
-    both = _write(tmp_path/'both', demo_records('a') + demo_records('b'))
-    assert 'several models (a, b)' in _main(capsys, both)[2]
-    assert "no records for model 'c'" in _main(capsys, both, '--model', 'c')[2]
-    assert 'benchmark results folder' in _main(capsys, both, '--model', 'b', '--speed', tmp_path/'nope')[2]
-    assert "no perplexity on 'c4'" in _main(capsys, recs, '--corpus', 'c4', '--speed', tmp_path)[2]
-
-# --- layer profiles ---------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize('seed', range(15))
-def test_profile_wording_never_contradicts(seed):
-    rng = random.Random(seed)
-    n = rng.randint(2, 12)
-    sps = [0.5 + rng.uniform(-0.1, 0.1) for _ in range(n)]
-    p = layer_profile([dict(block=b, module=m, sparsity=s) for b, s in enumerate(sps) for m in 'qk'], 'magnitude', 'global')
-    s = p['sentence']
-    assert not ('rises with depth' in s and 'falls with depth' in s)
-    assert 'adapt' not in s
-    lo, hi = min(range(n), key=sps.__getitem__), max(range(n), key=sps.__getitem__)
-    assert f"{100*sps[lo]:.2f}% (lowest, block {lo})" in s and f"{100*sps[hi]:.2f}% (highest, block {hi})" in s
-    k = max(1, n // 3); early, late = sum(sps[:k]) / k, sum(sps[-k:]) / k
-    if late - early > 1e-3: assert 'rises with depth' in s
-    if early - late > 1e-3: assert 'falls with depth' in s
-
-@pytest.mark.parametrize('group', ['row', 'layer'])
-def test_flat_profile_is_by_construction(group):
-    layers = [dict(block=b, module='q', sparsity=0.5 + 1e-5 * (b % 2)) for b in range(8)]
-    s = layer_profile(layers, 'wanda', group)['sentence']
-    assert 'uniform by construction' in s and 'adapt' not in s and 'lower' not in s
-
-# --- tasks ------------------------------------------------------------------------------------------------------------
-
-def _tasks(drops, se=.01, acc=.6):
-    dense = {t: dict(acc=acc, acc_stderr=se, chance=.25) for t in drops}
-    return dense, {t: dict(acc=acc - d, acc_stderr=se) for t, d in drops.items()}
-
-@pytest.mark.parametrize('seed', range(12))
-def test_drops_within_error_make_no_claim(seed):
-    rng = random.Random(seed)
-    drops = {f't{i}': 0.05 + rng.uniform(-0.012, 0.012) for i in range(rng.randint(2, 7))}  # spread < 2·√(2·2)·0.01
-    v = task_verdict(task_drops(*_tasks(drops)))
-    assert v['most'] is None and v['least'] is None
-    assert 'No task is distinguishable' in v['sentence'] and 'Most affected' not in v['sentence']
-
-def test_clear_outlier_is_named_with_its_error():
-    v = task_verdict(task_drops(*_tasks(dict(boolq=.02, rte=.16, arc_easy=.03))))
-    assert (v['most'], v['least']) == ('rte', 'boolq')
-    assert 'Most affected: rte (-16.0 ± 1.4 pt)' in v['sentence']
-
-def test_combined_stderr_and_chance():
-    d = task_drops(dict(a=dict(acc=.6, acc_stderr=.03, chance=.25), b=dict(acc=.27, acc_stderr=.02, chance=.25)),
-                   dict(a=dict(acc=.5, acc_stderr=.04), b=dict(acc=.25, acc_stderr=.02)))
-    assert math.isclose(d.loc['a', 'se'], .05) and not d.loc['a', 'at_chance'] and d.loc['b', 'at_chance']
-    v = task_verdict(d)
-    assert v['at_chance'] == ['b'] and 'at chance on b' in v['sentence'] and v['most'] is None
-
-# --- sweep ------------------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize('seed', range(12))
-def test_collapse_point_matches_brute_force(seed):
-    rng = random.Random(seed)
-    sps = sorted(rng.sample([i / 10 for i in range(1, 10)], 5))
-    ppl = sorted(10 * math.exp(rng.uniform(0, 3)) for _ in sps)
-    recs = [dict(model='m', method='dense', sparsity=0., metrics=dict(ppl=dict(wikitext2=10.)))]
-    recs += [dict(experiment='sweep', model='m', method='wanda', group='row', sparsity=s, metrics=dict(ppl=dict(wikitext2=p)))
-             for s, p in zip(sps, ppl)]
-    want = next((s for s, p in zip(sps, ppl) if p > 20), None)
-    assert collapse_point(as_frame(recs))['wanda (row)']['collapse'] == want
-
-# --- whole reports ----------------------------------------------------------------------------------------------------
-
-def test_demo_report_states_what_was_built_in():
+def test_other_protocols_are_never_averaged_in():
     md = report(demo_records(), speed={})
-    body = md[:md.index('## 5.')]
-    assert 'adapt' not in body.lower()
-    assert 'wanda (row): every block is pruned to 50.00%' in body and 'uniform by construction (per-output' in body
-    assert 'lowest, block 0' in body and 'highest, block 3' in body and 'falls with depth' not in body
-    assert 'Most affected: arc_easy' in body and 'No task is distinguishable' not in body
-    assert 'wanda (row): collapses at 70%' in body and 'magnitude (layer): collapses at 50%' in body
-    verdicts = dict(_claims(md))
-    assert {k for k, v in SEED_CLAIMS.items() if any(c.startswith(v) for c in verdicts)} == set(SEED_CLAIMS)
-    assert verdicts[SEED_CLAIMS['early']] == verdicts[SEED_CLAIMS['late']] == 'refuted'
+    head = md.split('## 1.')[1].split('## 2.')[0]
+    # the 32-window run sits at ~e^9 times dense: it must not move the headline Wanda 50% cell
+    wanda50 = re.search(r'\| wanda \(row\) \| [^|]+ \| ([^|]+) \|', head).group(1)
+    assert '(3)' in wanda50 and float(wanda50.split()[0]) < 20, wanda50
+    assert 'r015' not in md.split('## Appendix')[1]   # the other protocol's record is not behind any section
 
-def test_missing_sections_say_not_measured():
-    only = [r for r in demo_records() if r['experiment'] in ('main', 'sweep')]
-    for r in only: r.get('metrics', {}).pop('zeroshot', None)
-    md = report(only, speed={})
-    for sec in ('### 3.1', '### 3.2', '## 2.'):
-        assert 'Not measured — run' in md.split(sec)[1].split('\n#')[0], sec
-    assert 'Quality: Not measured' in md and 'Speed: not yet measured' in md
-    assert 'Still to measure' in md
-    nothing = report([dict(model='m', method='dense', sparsity=0.)], speed={})
-    assert nothing.count('Not measured') >= 5
-    assert all(v == 'not measurable on this model' for _, v in _claims(nothing))
-
-def test_directory_and_list_give_the_same_report(tmp_path):
+def test_duplicates_count_once_and_dirty_records_are_refused(tmp_path):
     recs = demo_records()
-    assert report(_write(tmp_path/'r', recs), speed={}) == report(recs, speed={})
+    dup = copy.deepcopy(next(r for r in recs if r['method'] == 'wanda' and r['sparsity'] == .5 and r['calibration']['seed'] == 1
+                             and not r['git']['dirty']))
+    dup.update(experiment='main', id='dup', date='2026-02-01T00:00:00+00:00')   # the same run, recorded by another study
+    md = report(recs + [dup], speed={})
+    assert re.search(r'\| wanda \(row\) \| [^|]+ \| [^|]+ \(3\)', md)   # still three seeds, not four runs
+    assert 'r014' not in md.split('## Appendix')[1]                     # the dirty duplicate is left out ...
+    assert '1 records from trees with uncommitted changes were left out' in md.split('\n')[2]
+    with pytest.raises(ValueError, match='uncommitted changes'):
+        report([r for r in recs if r['git']['dirty']], speed={})
+    assert 'dirty trees' in report([r for r in recs if r['git']['dirty']], speed={}, allow_dirty=True).split('\n')[2]
 
-def test_speed_drives_the_recommendation():
-    e2e = lambda xs: dict(end_to_end=dict(rows=[dict(phase=p, batch=b, tokens=1, speedup=x) for (p, b), x in zip([('prefill', '8x2048'), ('decode', 1)], xs)]),
-                          matmul=[dict(shape='gate', tokens=t, speedup_24=x, speedup_csr=c) for t, x, c in [(1, .3, .02), (16384, 1.4, .5)]])
-    md = report(demo_records(), speed=e2e([1.2, 0.4]))
-    rec = md.split('## 4.')[1]
-    assert 'Use 2:4 for speed in prefill (batch 8x2048, 1.20×); not in decode (batch 1, 0.40×)' in rec
-    v = dict(_claims(md))
-    assert v[SEED_CLAIMS['nm_speed']] == 'refuted' and v[SEED_CLAIMS['csr']] == 'refuted'
-    assert 'slower than dense, not 10–20% faster' in md
-    md = report(demo_records(), speed=e2e([0.8, 0.4]))
-    assert 'Do not use 2:4 for speed' in md.split('## 4.')[1]
-    assert speed_summary({})  == {}
+# --- verdicts that follow from the data ---------------------------------------------------------------------------
 
-def test_wanda_losing_is_reported_as_such():
-    recs = copy.deepcopy(demo_records())
-    for r in recs:
-        if r['experiment'] == 'sweep' and r['method'] == 'wanda': r['metrics']['ppl']['wikitext2'] *= 1000
-    md = report(recs, speed={})
-    assert 'lower than magnitude\'s at 0 of 6' in md and dict(_claims(md))[SEED_CLAIMS['beats']] == 'refuted'
-    assert 'Prune with magnitude rather than Wanda' in md
+def test_a_difference_inside_the_noise_is_inconclusive():
+    v, m = _claim(report(demo_records(wanda_gap=0.0), speed={}), 'Wanda outperforms magnitude')
+    assert v == 'inconclusive', (v, m)
+    v, _ = _claim(report(demo_records(wanda_gap=0.5), speed={}), 'Wanda outperforms magnitude')
+    assert v == 'confirmed'
+    v, _ = _claim(report(demo_records(wanda_gap=-0.5), speed={}), 'Wanda outperforms magnitude')
+    assert v == 'refuted'
+
+def test_unmatched_sparsity_is_stated_next_to_the_comparison():
+    _, m = _claim(report(demo_records(wanda_achieved=0.48), speed={}), 'Wanda outperforms magnitude')
+    assert 'not matched' in m and '0.4800 vs 0.5000' in m
+    _, m = _claim(report(demo_records(), speed={}), 'Wanda outperforms magnitude')
+    assert 'not matched' not in m
+
+def test_another_models_numbers_are_never_judged():
+    md = report(demo_records(), speed={})
+    for start in ('50% sparsity: +53.88%', '70% sparsity: +1554.79%', 'Most affected task: rte', 'Wanda 50%: mean sparsity 50.03%'):
+        v, m = _claim(md, start)
+        assert v == 'not measurable on this model', (start, v)
+    assert "here Wanda 50%: +" in _claim(md, '50% sparsity')[1]   # what was measured is stated beside it
+
+def test_the_vocabulary_is_closed():
+    for kw in (dict(), dict(wanda_gap=0.0), dict(wanda_achieved=0.47)):
+        assert {v.strip('*') for _, v, _ in _claims(report(demo_records(**kw), speed={}))} <= VERDICTS
+
+def _why(gap):
+    "why-study records: Wanda, per-row and per-matrix magnitude masks with per-layer rows."
+    rows = lambda e, re_, emp: [dict(block=b, module=m, kind=m, sparsity=.5, recon_err=e + .01 * b, row_err_mean=re_, rows_emptied=emp,
+                                     row_sparsity_min=.5 - emp, row_sparsity_max=.5 + emp) for b in range(3) for m in ('q', 'k', 'down')]
+    base = dict(model='synthetic-2L', sparsity=.5, structure='unstructured', eval_seqlen=512, dtype='float32', experiment='why',
+                git=dict(commit='0123abc', dirty=False), date='2026-01-02T00:00:00+00:00',
+                extra=dict(eval_windows=dict(wikitext2=16), stats='dense_inputs'))
+    cal = dict(corpus='c4', split='train', sampler='official', nsamples=128, seqlen=256, seed=0)
+    return [base | dict(id='w', method='wanda', group='row', calibration=cal, metrics=dict(layers=rows(.2, .2, 0.))),
+            base | dict(id='mr', method='magnitude', group='row', metrics=dict(layers=rows(.2 + gap, .2 + gap, 0.))),
+            base | dict(id='ml', method='magnitude', group='layer', metrics=dict(layers=rows(.15, .6, .3)))]
+
+def test_reconstruction_error_is_judged_like_for_like():
+    md = report(demo_records() + _why(0.05), speed={})
+    v, m = _claim(md, 'Wanda keeps the weights')
+    assert v == 'confirmed' and 'per-row magnitude' in m and '9 of 9' in m   # against per-row magnitude, not per-matrix
+    assert 'Wanda lower in 0 of 9 matrices' in md                            # the per-matrix baseline's lower matrix error ...
+    assert 'rows pruned to 90% or more' in md                                # ... shown with the rows it empties
+    v, _ = _claim(report(demo_records() + _why(-0.05), speed={}), 'Wanda keeps the weights')
+    assert v == 'refuted'
+
+def _calib(gap, noise=0.05):
+    "Calibration-grid records: two calibration corpora × three seeds, evaluated on both."
+    rng, out = np.random.default_rng(1), []
+    base = {e: rng.normal(2.0, .3, 8) for e in ('a', 'b')}
+    for c in ('a', 'b'):
+        for seed in range(3):
+            nll = {e: base[e] + (0 if e == c else gap) + rng.normal(0, noise, 8) for e in ('a', 'b')}
+            out.append(dict(id=f'c{c}{seed}', model='synthetic-2L', method='wanda', sparsity=.5, structure='unstructured', group='row',
+                            calibration=dict(corpus=c, split='x', sampler='concat', nsamples=8, seqlen=64, seed=seed), eval_seqlen=64,
+                            dtype='float32', experiment='calibration', extra=dict(eval_windows=dict(a=8, b=8)),
+                            git=dict(commit='0123abc', dirty=False), date='2026-01-03T00:00:00+00:00',
+                            metrics=dict(ppl={e: float(np.exp(v.mean())) for e, v in nll.items()},
+                                         nll_windows={e: list(map(float, v)) for e, v in nll.items()}, achieved_sparsity=.5)))
+    out.append(dict(out[0], id='cd', method='dense', sparsity=0., calibration=None,
+                    metrics=dict(ppl={e: float(np.exp(v.mean())) for e, v in base.items()}, nll_windows={e: list(map(float, v)) for e, v in base.items()})))
+    return out
+
+def test_calibration_verdicts_follow_the_paired_test():
+    v, _ = _claim(report(demo_records() + _calib(0.3), speed={}), 'If the calibration distribution differs')
+    assert v == 'confirmed'
+    v, _ = _claim(report(demo_records() + _calib(0.0), speed={}), 'If the calibration distribution differs')
+    assert v == 'inconclusive'
+
+def test_every_section_names_its_records():
+    md = report(demo_records() + _why(0.05), speed={})
+    app = md.split('## Appendix')[1]
+    for sec in ('| 1 |', '| 3.3 |', '| 3.4 |'): assert sec in app

@@ -56,7 +56,9 @@ def as_frame(records) -> pd.DataFrame:
     df['commit'] = df['git.commit'].astype(str).str[:7] if 'git.commit' in df else None
     df['seed'] = df['calibration.seed'] if 'calibration.seed' in df else np.nan
     df['variant'] = [_variant(r) for r in df.to_dict('records')]
-    df['eval'] = [_eval_sig(r) for r in df.to_dict('records')]
+    recs = df.to_dict('records')
+    df['eval'] = [_eval_sig(r) for r in recs]
+    df['calib'] = [str(_calib(r)) for r in recs]   # the calibration part of the protocol, as text
     return df.sort_values('date', kind='stable').reset_index(drop=True)
 
 # %% ../../nbs/19_evidence.ipynb #9e4d194c
@@ -65,7 +67,8 @@ CALIB = ('calibration.corpus', 'calibration.split', 'calibration.sampler', 'cali
 def _calib(row) -> tuple|None:
     "The calibration part of a protocol (the seed excluded), or None for a run that used none."
     if all(row.get(k) is None or row.get(k) != row.get(k) for k in CALIB): return None
-    return tuple(None if row.get(k) != row.get(k) else row.get(k) for k in CALIB)
+    v = [row.get(k) for k in CALIB]
+    return tuple(None if x is None or x != x else (x.item() if hasattr(x, 'item') else x) for x in v) # plain Python values
 
 @dataclass(frozen=True)
 class Protocol:
@@ -73,10 +76,9 @@ class Protocol:
     model:str; calib:tuple|None; eval:str; dtype:str|None; variant:str='{}'
     def matches(self, df:pd.DataFrame) -> pd.Series: # bool per row
         "Rows under this protocol; runs that use no calibration match whatever the calibration."
-        cal = pd.Series([_calib(r) for r in df.to_dict('records')], index=df.index, dtype=object)
         same = (df['model'] == self.model) & (df['eval'] == self.eval) & (df['variant'] == self.variant)
         if self.dtype is not None: same &= df['dtype'] == self.dtype
-        return same & cal.map(lambda c: c is None or c == self.calib)
+        return same & ((df['calib'] == 'None') | (df['calib'] == str(self.calib)))
 
 def protocol_of(row) -> Protocol:
     "The protocol of one record (a row of `as_frame`)."
@@ -86,7 +88,7 @@ def protocol_of(row) -> Protocol:
 def describe(p:Protocol, df:pd.DataFrame|None=None) -> str:
     "One line naming a protocol: calibration, evaluation windows (and what each corpus is), seeds present."
     cal = ('no calibration' if p.calib is None else
-           f"calibration {p.calib[0]}/{p.calib[1]} ({p.calib[2]} sampler, {p.calib[3]} × {p.calib[4]} tokens)")
+           f"calibration {p.calib[0]}/{p.calib[1]} ({p.calib[2]} sampler, {int(p.calib[3])} × {int(p.calib[4])} tokens)")
     seqlen, wins = p.eval.split('|', 1)
     ev = ', '.join(f"{c} {n} × {seqlen}" for c, n in json.loads(wins).items())
     s = f"{p.model} · {cal} · evaluation {ev} tokens · {p.dtype}"
@@ -108,7 +110,7 @@ RUN = ['model', 'method', 'sparsity', 'structure', 'group', 'seed', 'eval', 'dty
 def dedupe(df:pd.DataFrame) -> pd.DataFrame:
     "One record per run configuration: the newest clean one, else the newest."
     if df.empty: return df
-    key = df[RUN].apply(lambda col: col.map(str)).agg('|'.join, axis=1) + '|' + pd.Series([str(_calib(r)) for r in df.to_dict('records')], index=df.index)
+    key = df[RUN + ['calib']].apply(lambda col: col.map(str)).agg('|'.join, axis=1)
     order = df.assign(_k=key).sort_values(['clean', 'date'], kind='stable')
     return order.drop_duplicates('_k', keep='last').drop(columns='_k').sort_index()
 
