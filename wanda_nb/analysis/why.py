@@ -127,6 +127,7 @@ INPUTS = ('qkv', 'o', 'gate_up', 'down') # input groups of a Llama block (`wanda
 
 def study(B, # a `wanda_nb.experiment.Bench`
           out, # records folder (results/<model>/why)
+          block_hybrids:bool=True, # also the per-block hybrids (two runs per block)
          ) -> tuple: # ({name: record}, the dense statistics)
     "Every run of the why-Wanda study on bench `B`, recorded under `out`."
     from wanda_nb.experiment import run_one
@@ -148,7 +149,7 @@ def study(B, # a `wanda_nb.experiment.Bench`
     for k in INPUTS:
         run_h(f'mag_in_{k}', lambda i, n, k=k: input_group(module_kind(n)) == k, dict(magnitude_kinds=[k]))
         run_h(f'wanda_in_{k}', lambda i, n, k=k: input_group(module_kind(n)) != k, dict(wanda_kinds=[k]))
-    for j in range(len(decoder_blocks(B.dense))):
+    for j in range(len(decoder_blocks(B.dense)) if block_hybrids else 0):
         run_h(f'mag_in_b{j}', lambda i, n, j=j: i == j, dict(magnitude_blocks=[j]))
         run_h(f'wanda_in_b{j}', lambda i, n, j=j: i != j, dict(wanda_blocks=[j]))
     return recs, S
