@@ -160,3 +160,14 @@ def test_gpu_kernels_8b_shapes(tokens):
         wu = w.clone(); wu[torch.rand_like(wu, dtype=torch.float32) < .3] = 0
         y = bitmap_matmul(x, compress_bitmap(wu)).float(); ref = x.float() @ wu.float().T
         assert ((y - ref).abs() <= 2**-7 * ref.abs() + 1e-3).all()
+
+def test_benchmark_runs_on_cpu(tmp_path):
+    "The GPU benchmark's code paths, on CPU with tiny shapes (the device part only: the rest is minutes in the interpreter)."
+    r = subprocess.run([sys.executable, str(root/'benchmarks/infer_speed.py'), '--cpu-smoke', '--parts', 'device', '--out', str(tmp_path),
+                        '--commit', 'test'], capture_output=True, text=True, timeout=300,
+                       env=os.environ | dict(PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    res = json.loads((tmp_path/'infer_speed.json').read_text())
+    assert res['env']['commit'] == 'test' and res['parts']['device']['copy_bw'] > 0 and not res['errors']
+    assert (tmp_path/'infer_speed.md').read_text().startswith('# What 2:4 buys')
