@@ -35,6 +35,7 @@ ap.add_argument('--cpu-smoke', action='store_true', help=argparse.SUPPRESS)   # 
 A = ap.parse_args()
 if A.quick or A.cpu_smoke: os.environ['WANDA_NB_QUICK_TUNE'] = '1'     # read when wanda_nb.infer is imported
 if A.cpu_smoke: os.environ.setdefault('TRITON_INTERPRET', '1')          # before triton is imported
+for k in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'TRANSFORMERS_OFFLINE'): os.environ.setdefault(k, '1')   # no network
 
 import torch, torch.nn.functional as F
 from common import env_facts, md_table, root
