@@ -7,7 +7,7 @@ __all__ = ['FORMAT', 'compress_24', 'decompress_24', 'kernel_ok', 'sp24_matmul',
            'bitmap_bytes', 'bitmap_matmul', 'cslt_ok', 'cslt_linear', 'Sparse24Linear', 'sparse_linears', 'prepare',
            'sparsify_model', 'weight_bytes', 'save_sparse', 'load_sparse', 'cuda_graph', 'generate_greedy']
 
-# %% ../nbs/06b_infer.ipynb #5f99dc20
+# %% ../nbs/06b_infer.ipynb #3c200795
 import json, os
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +20,7 @@ try:
 except ImportError:   # CPU-only installs: every path below falls back to the dense product
     triton, libdevice, tl = None, None, SimpleNamespace(constexpr=None)
 
-# %% ../nbs/06b_infer.ipynb #c6dcf448
+# %% ../nbs/06b_infer.ipynb #f36604ba
 def compress_24(w:torch.Tensor # (d_out, d_in), at most 2 nonzeros in each group of 4 consecutive inputs
                ) -> tuple:
     "2:4 weight -> (values (d_out, d_in/2), meta (d_out, ceil(d_in/32)) int32): kept values and their indices."
@@ -41,7 +41,7 @@ def compress_24(w:torch.Tensor # (d_out, d_in), at most 2 nonzeros in each group
     words = (nib.view(d_out, G8, 8) << (4 * torch.arange(8, device=w.device))).sum(-1)
     return values, (words - (words >= 2**31).long() * 2**32).to(torch.int32)
 
-# %% ../nbs/06b_infer.ipynb #95fd95ed
+# %% ../nbs/06b_infer.ipynb #c78068e1
 def decompress_24(values:torch.Tensor, # (d_out, d_in/2) kept values
                   meta:torch.Tensor, # (d_out, ceil(d_in/32)) int32, 4 bits (i0 + 4·i1) per group of 4 inputs
                   d_in:int # input features
@@ -54,7 +54,7 @@ def decompress_24(values:torch.Tensor, # (d_out, d_in/2) kept values
     w = torch.zeros(d_out, G, 4, dtype=values.dtype, device=values.device)
     return w.scatter_(2, idx, values.view(d_out, G, 2)).view(d_out, d_in)
 
-# %% ../nbs/06b_infer.ipynb #005a3513
+# %% ../nbs/06b_infer.ipynb #958719bc
 def _jit(fn=None, **kw):
     "`triton.jit` where triton is installed, else the plain function (never launched)."
     if fn is None: return lambda f: _jit(f, **kw)
@@ -72,7 +72,7 @@ def _to_bf16(a, INTERP: tl.constexpr):
     else:
         return a.to(tl.bfloat16)
 
-# %% ../nbs/06b_infer.ipynb #e32113a0
+# %% ../nbs/06b_infer.ipynb #33448a62
 @_jit
 def _decode24(w, mw, j):
     "Dense (.., 2, 2) bf16 groups from value words `w` (v0 | v1<<16) and metadata words `mw` (group j's 4 bits)."
@@ -91,7 +91,7 @@ def _decode24(w, mw, j):
     d3 = (up >> 16).to(tl.int16).to(tl.bfloat16, bitcast=True)
     return tl.join(tl.join(d0, d2), tl.join(d1, d3))    # [.., a, b] = d_{2a+b}: reshaped, inputs 4g + 0..3
 
-# %% ../nbs/06b_infer.ipynb #946b15a2
+# %% ../nbs/06b_infer.ipynb #730833ce
 @_jit(do_not_specialize=['M'])
 def _sp24_dot_kernel(x_ptr, v_ptr, m_ptr, y_ptr, ws_ptr, cnt_ptr, M, N, K, G8, sxm, svn, smn, sym,
                      BM: tl.constexpr, BN: tl.constexpr, BG8: tl.constexpr, SPLIT: tl.constexpr,
@@ -137,7 +137,7 @@ def _sp24_dot_kernel(x_ptr, v_ptr, m_ptr, y_ptr, ws_ptr, cnt_ptr, M, N, K, G8, s
             tl.store(yp, _to_bf16(tot, INTERP), mask=ymask)
             tl.atomic_xchg(cnt_ptr + tile, 0)
 
-# %% ../nbs/06b_infer.ipynb #023c0d8a
+# %% ../nbs/06b_infer.ipynb #23e53d98
 @_jit
 def _sp24_mv_kernel(x_ptr, v_ptr, m_ptr, y_ptr, N, K, G8, svn, smn,
                     BN: tl.constexpr, BG8: tl.constexpr, EVEN: tl.constexpr, INTERP: tl.constexpr):
@@ -162,7 +162,7 @@ def _sp24_mv_kernel(x_ptr, v_ptr, m_ptr, y_ptr, N, K, G8, svn, smn,
     rn = pid * BN + tl.arange(0, BN)
     tl.store(y_ptr + rn, _to_bf16(tl.sum(tl.sum(acc, axis=2), axis=1), INTERP), mask=rn < N)
 
-# %% ../nbs/06b_infer.ipynb #fbead105
+# %% ../nbs/06b_infer.ipynb #65ce0c5f
 _QUICK = os.environ.get('WANDA_NB_QUICK_TUNE', '0') == '1'
 
 def _dot_configs():
@@ -201,7 +201,7 @@ if triton is not None:
     _sp24_dot_tuned = _tuned(_sp24_dot_kernel, _dot_configs(), ['M', 'N', 'K'], _prune_dot)
     _sp24_mv_tuned = _tuned(_sp24_mv_kernel, _mv_configs(), ['N', 'K'])
 
-# %% ../nbs/06b_infer.ipynb #c38125c8
+# %% ../nbs/06b_infer.ipynb #af98e838
 _COUNTERS, _CAP = {}, {}
 def _counters(device, n):
     "A zeroed int32 buffer per device for the split-K tiles; every launch leaves it zeroed (one stream at a time)."
@@ -217,7 +217,7 @@ def kernel_ok(x:torch.Tensor) -> bool:
     if x.device not in _CAP: _CAP[x.device] = torch.cuda.get_device_capability(x.device) >= (8, 0)
     return _CAP[x.device]
 
-# %% ../nbs/06b_infer.ipynb #f284eec7
+# %% ../nbs/06b_infer.ipynb #0d019448
 def sp24_matmul(x:torch.Tensor, # (M, d_in) bf16, M <= 64 tokens
                 values:torch.Tensor, # (d_out, d_in/2) bf16
                 meta:torch.Tensor, # (d_out, ceil(d_in/32)) int32
@@ -251,7 +251,7 @@ def sp24_matmul(x:torch.Tensor, # (M, d_in) bf16, M <= 64 tokens
                                                                EVEN=_even(dict(N=N, K=d_in, G8=G8) | cfg))
     return y
 
-# %% ../nbs/06b_infer.ipynb #0a8eee62
+# %% ../nbs/06b_infer.ipynb #71e65607
 def compress_bitmap(w:torch.Tensor # (d_out, d_in), any sparsity
                    ) -> dict:
     "Unstructured weight -> bitmap layout: nonzeros row by row; word-major bits and running counts; row pointers."
@@ -279,7 +279,7 @@ def bitmap_bytes(f:dict) -> int:
     "Bytes of a bitmap layout: values, bits, running counts, row pointers."
     return sum(f[k].numel() * f[k].element_size() for k in ('vals', 'bits', 'offs', 'rowptr'))
 
-# %% ../nbs/06b_infer.ipynb #ebc3bc53
+# %% ../nbs/06b_infer.ipynb #7d97f9af
 @_jit
 def _popc(x, INTERP: tl.constexpr):
     "Set bits of each int32 (the interpreter has no libdevice: SWAR there)."
@@ -321,7 +321,7 @@ def _bm_dot_kernel(x_ptr, vals_ptr, b_ptr, o_ptr, r_ptr, y_ptr, M, N, K, W, D, s
         else: acc += tl.dot(vt, tl.trans(xt))
     tl.store(y_ptr + rm[None, :] * sym + rn[:, None], _to_bf16(acc, INTERP), mask=(rm < M)[None, :] & (rn < N)[:, None])
 
-# %% ../nbs/06b_infer.ipynb #938a52e8
+# %% ../nbs/06b_infer.ipynb #96dd3857
 @_jit
 def _bm_mv_kernel(x_ptr, vals_ptr, b_ptr, o_ptr, r_ptr, y_ptr, N, K, W, D, sbw, sow,
                   BN: tl.constexpr, BW: tl.constexpr, EVEN: tl.constexpr, INTERP: tl.constexpr):
@@ -349,7 +349,7 @@ def _bm_mv_kernel(x_ptr, vals_ptr, b_ptr, o_ptr, r_ptr, y_ptr, N, K, W, D, sbw, 
             p += bit
     tl.store(y_ptr + rn, _to_bf16(tl.sum(acc, axis=0), INTERP), mask=rn < N)
 
-# %% ../nbs/06b_infer.ipynb #47da99d9
+# %% ../nbs/06b_infer.ipynb #444e5e53
 def _bm_configs(dot:bool):
     "Bitmap kernel candidates: one token (BN, BW, warps) or tensor cores (BM, BN, BW, stages)."
     if not dot: return [triton.Config(dict(BN=bn, BW=bw), num_warps=4, num_stages=1)
@@ -369,7 +369,7 @@ if triton is not None:
     _bm_dot_tuned = _tuned(_bm_dot_kernel, _bm_configs(True), ['M', 'N', 'K', 'D'], _prune_bm, _even_bm)
     _bm_mv_tuned = _tuned(_bm_mv_kernel, _bm_configs(False), ['N', 'K', 'D'], None, _even_bm)
 
-# %% ../nbs/06b_infer.ipynb #73622ec9
+# %% ../nbs/06b_infer.ipynb #db6732be
 def bitmap_matmul(x:torch.Tensor, # (M, d_in) bf16, M <= 64
                   f:dict # a `compress_bitmap` layout
                  ) -> torch.Tensor:
@@ -393,7 +393,7 @@ def bitmap_matmul(x:torch.Tensor, # (M, d_in) bf16, M <= 64
         _bm_dot_kernel[(triton.cdiv(N, 16), 1)](*args, **cfg, INTERP=True, EVEN=_even_bm(dict(N=N, W=W, K=K) | cfg))
     return y
 
-# %% ../nbs/06b_infer.ipynb #02a716ed
+# %% ../nbs/06b_infer.ipynb #a32af65d
 def cslt_ok() -> bool:
     "Is cuSPARSELt usable here (a CUDA build with the library and a GPU)?"
     c = getattr(torch.backends, 'cusparselt', None)
@@ -416,7 +416,7 @@ def cslt_linear(packed:torch.Tensor, # torch._cslt_compress(W) of a 2:4 (d_out, 
     y = torch._cslt_sparse_mm(packed, xp.t(), transpose_result=True, alg_id=alg)   # (n + pad, d_out)
     return y[:n] if pad else y
 
-# %% ../nbs/06b_infer.ipynb #61ecf9ab
+# %% ../nbs/06b_infer.ipynb #38d8ab71
 class Sparse24Linear(nn.Module):
     "A linear layer with a compressed 2:4 weight: <= `decode_max` tokens Triton, more cuSPARSELt, elsewhere dense."
     decode_max = 64
@@ -448,7 +448,7 @@ class Sparse24Linear(nn.Module):
         if self.bias is not None: y = y + self.bias
         return y.view(*x.shape[:-1], self.d_out)
 
-# %% ../nbs/06b_infer.ipynb #19ec257a
+# %% ../nbs/06b_infer.ipynb #48cabd44
 def sparse_linears(model:nn.Module) -> dict:
     "Every `Sparse24Linear` of `model`, by qualified name."
     return {n: m for n, m in model.named_modules() if isinstance(m, Sparse24Linear)}
@@ -472,7 +472,7 @@ def prepare(model:nn.Module, # a model holding `Sparse24Linear`s
             m.values = head.view_as(m.values); shared += 1
     return dict(built=built, shared=shared, failed=failed)
 
-# %% ../nbs/06b_infer.ipynb #4c090c39
+# %% ../nbs/06b_infer.ipynb #31a49501
 def sparsify_model(model:nn.Module, # a causal LM whose decoder linears are 2:4 (`prune_model(structure='2:4')`)
                    cslt:bool=True # on CUDA, also build the cuSPARSELt copies for prefill
                   ) -> nn.Module:
@@ -487,7 +487,7 @@ def sparsify_model(model:nn.Module, # a causal LM whose decoder linears are 2:4 
     prepare(model, cslt)
     return model
 
-# %% ../nbs/06b_infer.ipynb #59562482
+# %% ../nbs/06b_infer.ipynb #5c18f952
 def weight_bytes(model:nn.Module) -> dict:
     "Bytes of `model`'s weights: 2:4 values, metadata, cuSPARSELt copies, the rest; and the dense linears they replace."
     seen, r = set(), dict(values=0, meta=0, cslt=0, other=0)
@@ -503,7 +503,7 @@ def weight_bytes(model:nn.Module) -> dict:
     r['dense_linears'] = sum(m.d_out * m.d_in * m.values.element_size() for m in sp)
     return r
 
-# %% ../nbs/06b_infer.ipynb #b37a03d2
+# %% ../nbs/06b_infer.ipynb #e858cf61
 FORMAT = 'wanda_nb.sparse24.v1'
 
 def save_sparse(model:nn.Module, # a model after `sparsify_model`
@@ -524,7 +524,7 @@ def save_sparse(model:nn.Module, # a model after `sparsify_model`
     save_file(tensors, path/'model.safetensors', metadata=md)
     return path
 
-# %% ../nbs/06b_infer.ipynb #f3d6ce31
+# %% ../nbs/06b_infer.ipynb #0143461e
 class _meta_params:
     "Parameters registered inside go to the 'meta' device (no memory); buffers, e.g. rotary frequencies, stay real."
     def __enter__(self):
@@ -534,7 +534,7 @@ class _meta_params:
         nn.Module.register_parameter = reg
     def __exit__(self, *a): nn.Module.register_parameter = self.old
 
-# %% ../nbs/06b_infer.ipynb #7237219b
+# %% ../nbs/06b_infer.ipynb #f1399a4e
 def load_sparse(path, # a folder written by `save_sparse`
                 device='cpu', # where the model lives
                 cslt:bool=True # on CUDA, build the cuSPARSELt copies for prefill
@@ -564,7 +564,7 @@ def load_sparse(path, # a folder written by `save_sparse`
     prepare(model.to(device), cslt)
     return model.eval()
 
-# %% ../nbs/06b_infer.ipynb #700a87ce
+# %% ../nbs/06b_infer.ipynb #86d17de8
 def cuda_graph(fn, # no arguments: reads and writes tensors that stay put (static inputs, a static KV cache)
                warmup:int=2 # eager calls first, on a side stream (autotuning, lazy initialisation)
               ):
@@ -577,7 +577,7 @@ def cuda_graph(fn, # no arguments: reads and writes tensors that stay put (stati
     with torch.cuda.graph(g): out = fn()
     return g, out
 
-# %% ../nbs/06b_infer.ipynb #e29552f9
+# %% ../nbs/06b_infer.ipynb #621a4ea7
 @torch.no_grad()
 def generate_greedy(model:nn.Module, # a causal LM (dense or sparsified)
                     ids:torch.Tensor, # (b, T) prompt token ids on the model's device, no padding
