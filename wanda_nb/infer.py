@@ -12,7 +12,7 @@ import json, os
 from pathlib import Path
 from types import SimpleNamespace
 import torch, torch.nn as nn, torch.nn.functional as F
-from .prune import decoder_blocks, block_linears, _weight
+from .arch import decoder_blocks, block_linears, weight as _weight
 
 try:
     import triton, triton.language as tl
