@@ -42,7 +42,7 @@ from common import env_facts, md_table, root
 from wanda_nb import infer as I
 from wanda_nb.models import shaped_model, LLAMA31_8B
 from wanda_nb.mask import nm_mask, magnitude_score
-from wanda_nb.prune import decoder_blocks, block_linears
+from wanda_nb.arch import decoder_blocks, block_linears
 
 T0, DEV = time.time(), 'cpu' if A.cpu_smoke else 'cuda'
 NOMINAL_BW = 4.8e12
