@@ -10,7 +10,8 @@ def stories(): return load_model()
 
 
 def test_public_api():
-    assert set(M.__all__) == {'LLAMA31_8B', 'load_model', 'context_length', 'tiny_model', 'shaped_model'}
+    assert set(M.__all__) == {'LLAMA31_8B', 'load_model', 'context_length', 'tiny_model', 'shaped_model',
+                              'SMOLLM2', 'cache_dir', 'smollm2_gguf', 'weight_source'}
 
 
 def test_round_trip_through_folder(stories, tmp_path):
