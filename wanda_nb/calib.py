@@ -14,8 +14,8 @@ from fastcore.basics import patch
 from .arch import d_in, decoder_blocks, decoder_linears, capture_inputs, run_block, next_inputs
 
 # %% auto #0
-__all__ = ['CalibSet', 'calib_windows', 'FeatureStats', 'rank_windows', 'all_reduce_stats', 'collect_stats', 'host_inputs',
-           'replay', 'dense_stats']
+__all__ = ['CalibSet', 'calib_windows', 'FeatureStats', 'rank_windows', 'all_reduce_stats', 'collect_stats', 'to_device',
+           'host_inputs', 'replay', 'dense_stats']
 
 # %% ../nbs/04_calib.ipynb #f3ee668c
 @dataclass
@@ -269,6 +269,11 @@ def _map(x, f):
 def _tensors(x) -> list:
     out = []; _map(x, out.append); return out
 
+def to_device(x, # a tensor, or nested tuples, lists, dicts holding tensors (one batch of captured inputs)
+              device, non_blocking:bool=False):
+    "`x` with every tensor inside moved to `device`."
+    return _map(x, lambda t: t.to(device, non_blocking=non_blocking))
+
 def host_inputs(inputs:list # per batch (hidden, args, kwargs), as from `capture_inputs`, anywhere
                ) -> list: # the same in host memory, pinned when CUDA is available
     "Captured block inputs copied to host memory, pinned (when CUDA is available) so that they stream asynchronously."
@@ -279,10 +284,10 @@ def host_inputs(inputs:list # per batch (hidden, args, kwargs), as from `capture
 def _streamed(inputs:list, dev:torch.device):
     "Each batch on `dev`; host → GPU copies run on a side stream, the next batch's while this one computes."
     if not inputs or inputs[0][0].device == dev: yield from inputs; return
-    if dev.type != 'cuda': yield from (_map(b, lambda t: t.to(dev)) for b in inputs); return
+    if dev.type != 'cuda': yield from (to_device(b, dev) for b in inputs); return
     main, side = torch.cuda.current_stream(dev), torch.cuda.Stream(dev)
     def load(b):
-        with torch.cuda.stream(side): return _map(b, lambda t: t.to(dev, non_blocking=True))
+        with torch.cuda.stream(side): return to_device(b, dev, non_blocking=True)
     nxt = load(inputs[0])
     for i in range(len(inputs)):
         cur = nxt; main.wait_stream(side) # its copy is done before the block reads it
