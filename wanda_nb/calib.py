@@ -135,7 +135,8 @@ def _gram(x:torch.Tensor # (tokens, d_in) any float dtype
     "Σ_t x_t x_tᵀ of one batch in float32: a bf16/fp16 tensor-core GEMM with float32 output on CUDA, else float32."
     if x.is_cuda and x.dtype in (torch.bfloat16, torch.float16):
         try: return torch.mm(x.T, x, out_dtype=torch.float32) # every product exact, float32 accumulation
-        except TypeError: pass # torch < 2.8 has no out_dtype
+        except torch.OutOfMemoryError: raise
+        except (TypeError, RuntimeError): pass # torch < 2.8 has no out_dtype; a GPU without the kernel
     xf = x.float()
     return xf.T @ xf
 
