@@ -5,9 +5,8 @@
 # %% ../nbs/06_prune.ipynb #30310f8b
 from __future__ import annotations
 import math, time
-import torch.distributed as dist
 from dataclasses import dataclass, field
-import pandas as pd, torch, torch.nn as nn
+import pandas as pd, torch, torch.nn as nn, torch.distributed as dist
 from tqdm.auto import tqdm
 from .arch import (decoder_blocks, block_linears, decoder_linears, weight, capture_inputs, next_inputs,
                            linear_groups, check_layer_types)
@@ -199,11 +198,11 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
                 dense_inputs:bool=False, # propagate dense block outputs instead of pruned ones
                 batch_size:int=8, # calibration windows per forward pass
                 device=None, # where computation happens (default: where the model is)
-                offload:bool=False, # keep the model where it is, move one block at a time to `device`; activations in host memory
+                offload:bool=False, # model stays where it is, one block at a time on `device`; activations on the host
                 recon:bool=False, # also report each layer's relative reconstruction error ‖WX−ŴX‖/‖WX‖
                 blocks:list|None=None, # prune only these block indices; the others stay dense (inputs flow through)
                 progress:bool=True, # tqdm bar over blocks
-                distributed:bool=False # torch.distributed: each rank calibrates on its share of the windows, statistics summed
+                distributed:bool=False # torch.distributed: each rank its share of the windows, statistics summed
                ) -> PruneReport:
     "Prune every linear layer of `model`'s decoder blocks in place, block by block; return a `PruneReport`."
     cfg = _configure(model, calib, method, sparsity, structure, group, allocation, options, recon, batch_size, blocks)
