@@ -383,10 +383,11 @@ def part_sparsegpt(a, ids, t0):
         except Exception as e: rows.append(dict(setting=f'{who} · sparsegpt {st}', status=f'error: {type(e).__name__}: {e}')); continue
         per = (r.get('stats_s', 0) + r.get('mask_s', 0) + r.get('forward_s', 0)) / K
         r |= dict(blocks=K, per_block_s=per, extrapolated_32_blocks_s=r.get('capture_s', 0) + 32 * per)
-        mk = masks_of(m)
-        if who == 'wanda_nb': ref[st] = mk
-        elif st in ref: r |= dict(mask_bits_differing_from_wanda_nb=mask_diff(mk, ref[st]), mask_bits=sum(x.numel() for x in mk))
-        rows.append(r); del m, mk
+        mk, ws = masks_of(m), [l.weight.detach().clone() for l in decoder_linears(m)]
+        if who == 'wanda_nb': ref[st] = mk, ws
+        elif st in ref: r |= dict(mask_bits_differing_from_wanda_nb=mask_diff(mk, ref[st][0]), mask_bits=sum(x.numel() for x in mk),
+                                  weights_equal_to_wanda_nb=all(torch.equal(x, y) for x, y in zip(ws, ref[st][1])))
+        rows.append(r); del m, mk, ws
     return rows
 
 def part_b70(a, ids):
@@ -504,7 +505,7 @@ def markdown(res, a):
         md += [f"## SparseGPT, first {a.sgpt_blocks} block(s), extrapolated to 32 blocks (not measured on 32)\n",
                "The experimental OBS loop lives in this script only (CUDA graphs of the column loop, q/k/v and gate/up "
                "stacked on one factor, the four input groups on four streams); see the report of issue 12.\n",
-               md_table(rows('sparsegpt'), COLS + ['per_block_s', 'extrapolated_32_blocks_s', 'mask_bits_differing_from_wanda_nb', 'mask_bits', 'status'])]
+               md_table(rows('sparsegpt'), COLS + ['per_block_s', 'extrapolated_32_blocks_s', 'mask_bits_differing_from_wanda_nb', 'mask_bits', 'weights_equal_to_wanda_nb', 'status'])]
     if rows('b70'):
         md += [f"## Llama-3.1-70B shape, offload, first {a.b70_blocks} block(s), extrapolated to 80 blocks (not measured on 80)\n",
                md_table(rows('b70'), COLS + ['per_block_s', 'extrapolated_80_blocks_s', 'block_gib', 'status'])]
