@@ -340,6 +340,14 @@ def block_gib(cfg):
     h, i, kv = cfg['hidden_size'], cfg['intermediate_size'], cfg['num_key_value_heads'] * cfg['head_dim']
     return (2 * h * h + 2 * h * kv + 3 * h * i) * 2 / 2**30
 
+def warmup(a, ids):
+    "Load the kernels every part uses once (cuBLAS, cuSOLVER, the reductions), untimed."
+    m = build(a.cfg8, 1)
+    for kw in (dict(method='wanda', sparsity=0.5), dict(method='wanda', structure='2:4')):
+        prune_model(m, ids[:2 * a.batch_size], batch_size=a.batch_size, device=DEV, progress=False, **kw)
+    torch.linalg.cholesky(torch.eye(64, device=DEV)); sync()
+    del m
+
 def part_wanda(a, ids, keep):
     rows = []
     for label, kw in [('wanda 50%', dict(method='wanda', sparsity=0.5)), ('wanda 2:4', dict(method='wanda', structure='2:4')),
@@ -482,6 +490,23 @@ def _grams(a, m, ids):
 # ---- one GPU: all parts, then the tables --------------------------------------------------------------------------
 COLS = ['setting', 'wall_s', 'capture_s', 'stats_s', 'mask_s', 'forward_s', 'peak_gpu_gib']
 
+def targets(res, rows) -> str:
+    "Issue 12's targets against what this run measured (nothing is filled in that the run did not measure)."
+    by = {r['setting']: r for k in ('wanda', 'offload', 'official', 'sparsegpt', 'b70') for r in rows(k) if 'wall_s' in r}
+    roof, out = res.get('roofline_s'), []
+    def add(target, measured, ok): out.append(dict(target=target, measured=measured, met='yes' if ok else 'no'))
+    for lab in ('wanda 50%', 'wanda 2:4'):
+        r = by.get(f'wanda_nb · {lab}')
+        if r and roof: add(f'{lab} ≤ 1.2 × roofline = {1.2 * roof:.1f} s', f"{r['wall_s']:.1f} s ({r['wall_s'] / roof:.2f} × roofline)", r['wall_s'] <= 1.2 * roof)
+        if r: add(f'{lab}: statistics pass ≤ plain forward pass', f"{r['stats_s']:.1f} s vs {r['forward_s']:.1f} s", r['stats_s'] <= r['forward_s'])
+    for lab in ('sparsegpt 50%', 'sparsegpt 2:4'):
+        for who in ('wanda_nb', 'experimental OBS loop'):
+            r = by.get(f'{who} · {lab}')
+            if r: add(f'{who} {lab} ≤ 60 s (extrapolated from {r["blocks"]} blocks)', f"{r['extrapolated_32_blocks_s']:.0f} s", r['extrapolated_32_blocks_s'] <= 60)
+    r = next((v for k, v in by.items() if 'offload (batch' in k), None)
+    if r and r.get('peak_gpu_gib') is not None: add('offload peak GPU memory ≤ 2.5 GiB (8B shape)', f"{r['peak_gpu_gib']:.2f} GiB", r['peak_gpu_gib'] <= 2.5)
+    return ("## Targets (issue 12)\n\n" + md_table(out, ['target', 'measured', 'met'])) if out else ''
+
 def markdown(res, a):
     f, P = res['env'], res['parts']
     rows = lambda k: P.get(k, {}).get('rows') or []
@@ -495,6 +520,7 @@ def markdown(res, a):
           ', '.join(f"{k} {v['status'].split(':')[0]}" for k, v in P.items()) + ".\n"]
     for k, v in P.items():
         if not v['status'].startswith('ok'): md.append(f"- **{k}**: {v['status']}\n")
+    md.append(targets(res, rows))
     main = rows('wanda') + rows('offload') + rows('official')
     if main: md += ["## Wanda and magnitude\n", md_table(main, COLS + ['mask_bits_differing_from_in_memory', 'mask_bits_differing_from_ours', 'status'])]
     if 'roofline_s' in res:
@@ -534,6 +560,7 @@ def main_one(a):
                                                                      a.nsamples, a.seqlen, rate),
                    block_gib=block_gib(a.cfg8), activations_gib=a.nsamples * a.seqlen * a.cfg8['hidden_size'] * 2 * 2 / 2**30)
         return []
+    part('warmup', res, a.budget, t0)(lambda: warmup(a, ids))
     part('wanda', res, a.budget, t0, est(45, 5))(lambda: part_wanda(a, ids, keep))
     part('offload', res, a.budget, t0, est(30, 5))(lambda: part_offload(a, ids, keep))
     part('official', res, a.budget, t0, est(60, 5))(lambda: part_official(a, ids, keep))
@@ -575,6 +602,7 @@ def main_distributed(a):
         r['mask_bits_all_ranks'] = world * bits
         r['speedup_vs_one_gpu'] = one['wall_s'] / r['wall_s']
         return [r, one]
+    part('warmup', res, a.budget, t0)(lambda: warmup(a, ids))
     part('wanda', res, a.budget, t0)(lambda: compare('wanda 50%', dict(method='wanda', sparsity=0.5), a.layers8))
     part('wanda_24', res, a.budget, t0)(lambda: compare('wanda 2:4', dict(method='wanda', structure='2:4'), a.layers8))
     part('sparsegpt', res, a.budget, t0)(lambda: compare(f'sparsegpt 50%, first {a.sgpt_blocks} blocks',
