@@ -6,11 +6,11 @@
 from __future__ import annotations
 import math, time
 from dataclasses import dataclass, field
-import pandas as pd, torch, torch.nn as nn
+import pandas as pd, torch, torch.nn as nn, torch.distributed as dist
 from tqdm.auto import tqdm
-from .arch import (decoder_blocks, block_linears, decoder_linears, weight, capture_inputs, run_block,
-                           next_inputs, linear_groups, check_layer_types)
-from .calib import CalibSet, collect_stats
+from .arch import (decoder_blocks, block_linears, decoder_linears, weight, capture_inputs, next_inputs,
+                           linear_groups, check_layer_types)
+from .calib import CalibSet, collect_stats, replay, host_inputs, rank_windows, to_device
 from .mask import check_sparsity, parse_structure
 from .methods import METHODS, get_method, method_options, method_group, prune_weight
 from .allocation import ALLOCATIONS, check_schedule, owl_allocation, global_masks
@@ -99,6 +99,18 @@ def _check_blocks(blocks, nb:int) -> list|None:
         raise ValueError(f"blocks must be a non-empty list of block indices in [0, {nb}), got {blocks!r}")
     return blocks
 
+def _check_distributed(distributed:bool, nsamples:int, batch_size:int) -> dict:
+    "`distributed=True` needs an initialised torch.distributed group and at least one calibration batch per rank."
+    if not distributed: return dict(distributed=False)
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("distributed=True needs an initialised torch.distributed process group: launch with torchrun "
+                         "and call torch.distributed.init_process_group() before prune_model")
+    w = dist.get_world_size()
+    if nsamples and math.ceil(nsamples / batch_size) < w:
+        raise ValueError(f"{nsamples} windows in batches of {batch_size} give fewer batches than the {w} ranks: "
+                         f"use a smaller batch_size or more windows")
+    return dict(distributed=True, world_size=w)
+
 # %% ../nbs/06_prune.ipynb #8544a321
 def _configure(model, calib, method, sparsity, structure, group, allocation, options, recon, batch_size, blocks) -> dict:
     "Validate `prune_model`'s arguments, concern by concern; return the resolved configuration."
@@ -133,12 +145,15 @@ def _prune_block(block:nn.Module, # one decoder block, on the computation device
     "Steps 1–3 for one block: statistics on the dense block, masks in place, outputs for the next block."
     m, lin, sp, rec, nm = get_method(cfg['method']), block_linears(block), {}, {}, parse_structure(cfg['structure'])
     dev, recon = next(block.parameters()).device, cfg['recon']
-    groups = linear_groups(block, inps) if cfg['true_sequential'] and inps is not None else [list(lin)]
+    seq = cfg['true_sequential'] and inps is not None
+    groups = linear_groups(block, [to_device(inps[0], dev)]) if seq else [list(lin)]
     for gi, names in enumerate(groups):
         stats, t = {}, _now(dev)
         if inps is not None:
-            with collect_stats({n: lin[n] for n in names}, hessian=m.needs == 'gram' or recon) as stats:
-                outs = run_block(block, inps, keep=cfg['dense_inputs'] and gi == 0) # kept only to propagate dense ones
+            keep = cfg['dense_inputs'] and gi == 0 # outputs kept only to propagate the dense ones
+            with collect_stats({n: lin[n] for n in names}, hessian=m.needs == 'gram' or recon,
+                               stop=None if keep else block, distributed=cfg['distributed']) as stats:
+                outs = replay(block, inps, keep=keep)
             if gi == 0: dense = outs # the block is still dense during its first pass
         T['stats'] += _now(dev) - t; t = _now(dev)
         for n in names:
@@ -150,7 +165,7 @@ def _prune_block(block:nn.Module, # one decoder block, on the computation device
         T['mask'] += _now(dev) - t
     if inps is None: return None, sp, rec
     t = _now(dev)
-    outs = dense if cfg['dense_inputs'] else run_block(block, inps) # (b, seqlen, d) per batch
+    outs = dense if cfg['dense_inputs'] else replay(block, inps) # (b, seqlen, d) per batch, where inps are
     T['forward'] += _now(dev) - t
     return next_inputs(outs, inps), sp, rec
 
@@ -183,15 +198,17 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
                 dense_inputs:bool=False, # propagate dense block outputs instead of pruned ones
                 batch_size:int=8, # calibration windows per forward pass
                 device=None, # where computation happens (default: where the model is)
-                offload:bool=False, # keep the model where it is, move one block at a time to `device`
+                offload:bool=False, # model stays where it is, one block at a time on `device`; activations on the host
                 recon:bool=False, # also report each layer's relative reconstruction error ‖WX−ŴX‖/‖WX‖
                 blocks:list|None=None, # prune only these block indices; the others stay dense (inputs flow through)
-                progress:bool=True # tqdm bar over blocks
+                progress:bool=True, # tqdm bar over blocks
+                distributed:bool=False # torch.distributed: each rank its share of the windows, statistics summed
                ) -> PruneReport:
     "Prune every linear layer of `model`'s decoder blocks in place, block by block; return a `PruneReport`."
     cfg = _configure(model, calib, method, sparsity, structure, group, allocation, options, recon, batch_size, blocks)
     cfg |= dict(true_sequential=true_sequential, dense_inputs=dense_inputs, recon=recon, batch_size=batch_size,
                 model=getattr(model, 'name_or_path', '') or type(model).__name__)
+    cfg |= _check_distributed(distributed, cfg['nsamples'], batch_size)
     blocks = decoder_blocks(model); prefix = next(n for n, m in model.named_modules() if m is blocks)
     home = next(model.parameters()).device
     device = torch.device(device) if device is not None else home
@@ -202,13 +219,16 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
         per_block, gmasks = _allocate(model, calib, cfg, owl_m, owl_lambda, batch_size, device, offload)
         T['allocation'] = _now(device) - t0; t = _now(device)
         if get_method(cfg['method']).needs != 'none' or recon:
-            inps = capture_inputs(model, calib.ids if isinstance(calib, CalibSet) else calib, batch_size, device)
+            ids = calib.ids if isinstance(calib, CalibSet) else calib
+            if distributed: ids = rank_windows(ids, batch_size) # this rank's whole batches
+            inps = capture_inputs(model, ids, batch_size, home if offload else device)
+            if offload: inps = host_inputs(inps) # pinned host memory, streamed through each block
         T['capture'] = _now(device) - t
         for i, block in enumerate(tqdm(blocks, desc=f"{method} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
             if offload: block.to(device)
             if cfg['blocks'] is not None and i not in cfg['blocks']: # stays dense: only carry the inputs through it
                 if inps is not None:
-                    t = _now(device); inps = next_inputs(run_block(block, inps), inps); T['forward'] += _now(device) - t
+                    t = _now(device); inps = next_inputs(replay(block, inps), inps); T['forward'] += _now(device) - t
             else:
                 inps, s_i, r_i = _prune_block(block, inps, cfg, per_block[i], T, None if gmasks is None else gmasks[i])
                 sp |= {f"{prefix}.{i}.{n}": v for n, v in s_i.items()}; rec |= {f"{prefix}.{i}.{n}": v for n, v in r_i.items()}
