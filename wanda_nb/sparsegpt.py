@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['hessian', 'obs_solve', 'sparsegpt_prune']
 
-# %% ../nbs/05_sparsegpt.ipynb #1358af4d
+# %% ../nbs/05_sparsegpt.ipynb #079d460f
 from functools import partial
 import torch
 from torch import Tensor
 from .mask import check_sparsity
 
-# %% ../nbs/05_sparsegpt.ipynb #e7df4d22
+# %% ../nbs/05_sparsegpt.ipynb #23ea2ff4
 def hessian(X: Tensor, # (n_tokens, d_in) or (..., d_in) inputs of one linear layer, any float dtype
            ) -> Tensor: # (d_in, d_in) float32, (2/N)·XᵀX over the N tokens
     "Hessian of the layer-wise squared reconstruction error, accumulated in float32."
@@ -20,7 +20,7 @@ def hessian(X: Tensor, # (n_tokens, d_in) or (..., d_in) inputs of one linear la
     X = X.reshape(-1, X.shape[-1]).float()  # (N, d_in)
     return X.T @ X * (2 / X.shape[0])
 
-# %% ../nbs/05_sparsegpt.ipynb #78130ffb
+# %% ../nbs/05_sparsegpt.ipynb #05fc89cb
 def _hinv_factor(H: Tensor, # (d_in, d_in) float32 undamped Hessian; not modified
                  percdamp: float, # damping as a fraction of the mean diagonal
                 ) -> tuple[Tensor, Tensor]: # U (d_in, d_in) upper, (H+λI)⁻¹ = UᵀU; dead (d_in,) bool
@@ -36,7 +36,7 @@ def _hinv_factor(H: Tensor, # (d_in, d_in) float32 undamped Hessian; not modifie
                          "increase percdamp (e.g. 0.1) or use more calibration tokens")
     return U, dead
 
-# %% ../nbs/05_sparsegpt.ipynb #7dff5bba
+# %% ../nbs/05_sparsegpt.ipynb #f817dc71
 def _block_mask(W1: Tensor, # (d_out, b) float32 block of weights, as updated by earlier blocks
                 d: Tensor, # (b,) diagonal of the block's Cholesky factor U
                 sparsity: float, # target fraction in [0, 1)
@@ -46,7 +46,7 @@ def _block_mask(W1: Tensor, # (d_out, b) float32 block of weights, as updated by
     thresh = score.flatten().sort().values[int(score.numel() * sparsity)]
     return score <= thresh
 
-# %% ../nbs/05_sparsegpt.ipynb #870cf59d
+# %% ../nbs/05_sparsegpt.ipynb #6143a934
 def _obs_block(W1: Tensor, # (d_out, b) float32 block, updated in place as columns are processed
                U1: Tensor, # (b, b) the block's diagonal block of U
                mask1: Tensor, # (d_out, b) bool; filled in place for N:M
@@ -71,7 +71,7 @@ def _obs_block(W1: Tensor, # (d_out, b) float32 block, updated in place as colum
         Q1[:, i], Err1[:, i] = q, err
     return Q1, Err1, rnd
 
-# %% ../nbs/05_sparsegpt.ipynb #ed9bfee6
+# %% ../nbs/05_sparsegpt.ipynb #456ee12b
 def _grid_at(quant, Wf, U, mask, i1, i2, i, W1, Err1, rnd):
     "The rounding function for block column `i`: a new fit where a group of `quant`'s g columns starts, else `rnd`."
     g, fit = quant
@@ -82,7 +82,7 @@ def _grid_at(quant, Wf, U, mask, i1, i2, i, W1, Err1, rnd):
     if k > 0: cur = torch.cat([cur, Wf[:, i2:i2+k] - Err1[:, :i] @ U[i1:i1+i, i2:i2+k]], 1)
     return fit(cur.masked_fill(mask[:, j:j+g], 0))                    # (d_out, g): known zeros left out
 
-# %% ../nbs/05_sparsegpt.ipynb #adcc55a3
+# %% ../nbs/05_sparsegpt.ipynb #078112a2
 def _check_args(W, H, sparsity, structure, blocksize, percdamp):
     "One clear ValueError per contract violation of `sparsegpt_prune`."
     if W.ndim != 2 or not W.is_floating_point():
@@ -102,7 +102,17 @@ def _check_args(W, H, sparsity, structure, blocksize, percdamp):
     if d_in % m: raise ValueError(f"d_in={d_in} is not divisible by m={m}: N:M needs whole groups of m input columns")
     if blocksize % m: raise ValueError(f"blocksize={blocksize} must be a multiple of m={m} so N:M groups do not straddle blocks")
 
-# %% ../nbs/05_sparsegpt.ipynb #bd594bb9
+# %% ../nbs/05_sparsegpt.ipynb #b7c7ddb0
+def _check_walk(W, mask, quant):
+    "A fixed mask shaped like W; a quantizer given as (g, fit) with a positive int g."
+    if mask is not None and tuple(mask.shape) != tuple(W.shape):
+        raise ValueError(f"mask must have W's shape {tuple(W.shape)}, got {tuple(mask.shape)}")
+    if quant is not None and not (isinstance(quant, tuple) and len(quant) == 2 and isinstance(quant[0], int)
+                                  and quant[0] > 0 and callable(quant[1])):
+        raise ValueError("quant must be None or (g, fit): g columns per group, fit((d_out, g) weights) -> rounding "
+                         "function, e.g. wanda_nb.quant.quantizer('int4-g128', d_in)")
+
+# %% ../nbs/05_sparsegpt.ipynb #6c659314
 def obs_solve(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
               H: Tensor, # (d_in, d_in) float32 (2/N)·Σ x xᵀ, undamped; not modified
               sparsity: float=0., # fraction to prune per block (official threshold rule); 0 and no structure: none
@@ -113,6 +123,7 @@ def obs_solve(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
               quant: tuple|None=None, # None, or (g, fit): per g columns, fit((d_out, g) weights) -> rounding function
              ) -> tuple[Tensor, Tensor]: # new weight (W's dtype/device), mask (d_out, d_in) bool True = pruned
     "The OBS column walk: fix each column (pruned → 0, kept → its grid level if `quant`), push the error right."
+    _check_args(W, H, sparsity, structure, blocksize, percdamp); _check_walk(W, mask, quant)
     d_in, fixed = W.shape[1], mask is not None
     mask = mask.to(W.device, torch.bool).clone() if fixed else torch.zeros(W.shape, dtype=torch.bool, device=W.device)
     choose = not fixed and (sparsity > 0 or structure is not None)
@@ -130,7 +141,7 @@ def obs_solve(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
         Wf[:, i2:] -= Err1 @ U[i1:i2, i2:]                              # lazy update of later blocks
     return Wf.to(W.dtype), mask
 
-# %% ../nbs/05_sparsegpt.ipynb #02567af0
+# %% ../nbs/05_sparsegpt.ipynb #8ee8364d
 def sparsegpt_prune(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
                     H: Tensor, # (d_in, d_in) float32 (2/N)·Σ x xᵀ, undamped; not modified
                     sparsity: float, # fraction to prune in [0, 1); ignored (validated only) when `structure` is set
