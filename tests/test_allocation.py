@@ -132,3 +132,20 @@ def test_identical_runs_are_inconclusive():
     w = [1., 2., 3.]
     df = allocation_frame(pd.DataFrame([_rec('uniform', 0, w), _rec('b', 0, w)]))
     assert allocation_verdicts(df, ('x',), claims=(('3', 'b', 'wanda', 'b', 'uniform'),)).verdict.tolist() == ['inconclusive']
+
+def test_score_side_by_side_equals_cached(tiny_bench):
+    from wanda_nb.analysis.allocation import CalibScore
+    from wanda_nb.metrics import dense_logprobs
+    b = tiny_bench; b.model.load_state_dict(b.dense.state_dict())
+    prune_model(b.model, b.calib, 'wanda', 0.6, progress=False)
+    ids = b.calib.ids
+    a, c = CalibScore(ids, dense_logprobs(b.dense, ids), {})(b.model), CalibScore(ids, b.dense, {})(b.model)
+    assert a > 0 and abs(a - c) < 1e-9 * a                     # the 2 GiB fallback (large vocabularies) measures the same
+
+def test_learn_with_groups_moves_blocks_together(tiny_bench):
+    from wanda_nb.analysis.allocation import learn, reference
+    b = tiny_bench
+    r = learn(b, 'magnitude', 0.6, b.calib, groups=2, deltas=(0.1,), max_sweeps=2)
+    assert r['extra']['groups'] == [[0, 1, 2], [3, 4]]
+    raw = r['metrics']['raw']; assert raw[0] == raw[1] == raw[2] and raw[3] == raw[4]
+    assert r['metrics']['evals'] <= 1 + 2 * 2 * 2 and r['metrics']['achieved'] == reference(b, 'magnitude', 0.6)
