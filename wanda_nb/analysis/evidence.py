@@ -157,7 +157,7 @@ def compare(a:pd.DataFrame, # records of configuration A under one protocol (one
     n, d = len(ds), float(np.mean(ds))
     se_w, sd = float(np.mean(ses)), (float(np.std(ds, ddof=1)) if len(ds) > 1 else float('nan'))
     u = math.sqrt(se_w ** 2 + (0. if sd != sd else sd ** 2 / n))
-    return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, u=u, z=d / u if u > 0 else float('inf') * np.sign(d),
+    return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, u=u, z=d / u if u > 0 else (float('inf') * np.sign(d) if d else 0.),
                 achieved_a=float(a['metrics.achieved_sparsity'].mean()), achieved_b=float(b['metrics.achieved_sparsity'].mean()))
 
 # %% ../../nbs/19_evidence.ipynb #196191eb
@@ -170,7 +170,7 @@ def decide(c:dict|None, # a `compare` result, or None
     "The verdict on a directional claim about a paired difference."
     if expect not in ('<', '>'): raise ValueError(f"expect must be '<' or '>', got {expect!r}")
     if c is None: return NOT_MEASURABLE
-    if abs(c['z']) <= z: return INCONCLUSIVE
+    if not abs(c['z']) > z: return INCONCLUSIVE   # also a NaN z (identical runs: 0 / 0)
     return CONFIRMED if (c['diff'] < 0) == (expect == '<') else REFUTED
 
 def matched(c:dict, tol:float=2e-3) -> str:
