@@ -21,6 +21,9 @@ PLANS = dict(   # study -> (what it runs, roughly) — the order given by --plan
     calibration='corpus grid (wikitext2 validation, c4 held-out half, stdlib code) at 50% and 70%, three seeds',
     sweep='the rest of the sweep: 10-90% and 4:8, seed 0',
     owl='OWL+Wanda at 50/60/70%',
+    quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, and the Q4_1 model as it is',
+    allocation='uniform / OWL / learned schedule at 50% and 70% (the allocation study, SmolLM2 plan)',
+    recovery='fine-tuning with the mask held fixed (the recovery study, SmolLM2 plan)',
 )
 
 class Budget(Exception): "The time budget is spent."
@@ -85,6 +88,15 @@ def _run(st, B, root, a, say):
         C = calibration.calib_bench(a.model, a.dtype, B.model.device.type, max_windows=64)
         calibration.study(C, root/'calibration', seeds=(0, 1, 2), sizes=False)
     elif st == 'sweep': sweep.study(B, root/'sweep', seeds=(0,))
+    elif st == 'quant':
+        from wanda_nb.analysis import quantization as Q
+        Q.study(B, root/'quantization', **Q.SMOLLM2['grid'])
+    elif st == 'allocation':
+        from wanda_nb.analysis import allocation as A
+        A.study(B, root/'allocation', **(A.SMOL | dict(seeds=(0,))))
+    elif st == 'recovery':
+        from wanda_nb.analysis import recovery as R
+        R.study(B, root/'recovery', **getattr(R, 'SMOLLM2', {}))
     elif st == 'owl':
         for s in (0.5, 0.6, 0.7): run_one(B, 'wanda', s, allocation='owl', out=root/'layerwise', experiment='layerwise', batch_size=bs)
 
