@@ -4,6 +4,7 @@ Records resume, so the same command is simply repeated until it prints `done`:
 
     python tools/recovery_gpu.py --time-only                       # ~1 min: seconds per step of each kind, projected total
     python tools/recovery_gpu.py --out $OUT/recovery --minutes 9   # the modest plan; repeat until 'done'
+    python tools/recovery_gpu.py --out $OUT/recovery --plan minimal # Wanda vs magnitude 50%, masked + recon, 1M tokens
     python tools/recovery_gpu.py --out $OUT/recovery --minutes 9 --plan headline   # 2nd seed + zero-shot (needs lm_eval)
 
 Learning rates are chosen once per kind by training loss (`choose_lr`, never on evaluation windows) and written to
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 PLANS = { # study() arguments; budgets are training tokens per run (recon: per block)
+    'minimal': dict(budgets=(1048576,), methods=('magnitude', 'wanda'), configs=(('unstructured', 0.5),), kinds=('masked', 'recon')),
     'modest': dict(budgets=(262144, 1048576), methods=('magnitude', 'wanda', 'sparsegpt'), configs=(('unstructured', 0.5),)),
     'full': dict(budgets=(65536, 262144, 1048576), methods=('magnitude', 'wanda', 'sparsegpt')),
     'headline': dict(budgets=(262144, 1048576), methods=('magnitude', 'wanda'), configs=(('unstructured', 0.5),),
@@ -69,13 +71,13 @@ def time_only(B, base):
     t = time.time(); r = run_one(B, 'wanda', 0.5); ev = r['timings']['eval']; wanda = r['timings']['prune_total']
     state = {k: v.clone() for k, v in B.model.state_dict().items()}
     per, sync = {}, (torch.cuda.synchronize if torch.cuda.is_available() else lambda: None)
-    for k in KINDS: # the difference of a 4-step and a 12-step run: per-step time without the fixed setup
+    for k in KINDS: # the difference of a 4-step and a 20-step run: per-step time without the fixed setup
         ts = []
-        for n in (4, 12):
+        for n in (4, 20):
             B.model.load_state_dict(state); sync(); t = time.time()
             recover(B.model, B.dense, B.tokenizer, k, tokens=n * base['batch_size'] * base['seqlen'], **base); sync()
             ts.append(time.time() - t)
-        per[k] = (ts[1] - ts[0]) / 8 # s per step (recon: one step of every block)
+        per[k] = (ts[1] - ts[0]) / 16 # s per step (recon: one step of every block)
     tok_s = {k: base['batch_size'] * base['seqlen'] / v for k, v in per.items()}
     print(json.dumps(dict(s_per_step=per, tokens_per_s=tok_s, eval_s=ev, prune_s=dict(wanda=wanda, sparsegpt=sgpt)), indent=1))
     for name, p in PLANS.items():
