@@ -27,7 +27,7 @@ from .zeroshot import zeroshot, TASKS
 
 # %% auto #0
 __all__ = ['PRESETS', 'preset', 'ArgError', 'Plan', 'plan_bench', 'Bench', 'load_bench', 'bench', 'check_run', 'run_config',
-           'measure', 'Step', 'run_one', 'table']
+           'measure', 'Step', 'run_one', 'find_run', 'table']
 
 # %% ../nbs/10_experiment.ipynb #d6abb508
 PRESETS = {
@@ -184,7 +184,7 @@ def _check_context(m, **lengths) -> int:
     "Refuse a window longer than the model's context; return the context."
     ctx = context_length(m)
     for k, v in lengths.items():
-        if v > ctx: raise ArgError(k, f"{k}={v} is longer than the model's context ({ctx} tokens): pass {{arg}} <= {ctx}")
+        if v > ctx: raise ArgError(k, f"{{arg}} {v} is longer than the model's context ({ctx} tokens): pass {{arg}} <= {ctx}")
     return ctx
 
 # %% ../nbs/10_experiment.ipynb #9bdc2708
@@ -223,6 +223,7 @@ def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, o
                corpora=None, # evaluation corpora (their test split where they have one)
                max_windows:int|None=-1, # evaluate only the first windows of each corpus (0 or None: all; -1: preset)
                tokenizer=None, # the tokenizer of an in-memory `model`
+               runs=(), # `check_run` arguments (dicts) of the runs to come, checked once the model is read, before the data
               ) -> Plan:
     "Read the model's configuration, tokenizer and data, and check every setting against them, before any weights load."
     name = model if isinstance(model, str) else getattr(model, 'name_or_path', '') or type(model).__name__
@@ -230,6 +231,7 @@ def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, o
     name, skel, tok, fp, loaded = _source(model, tokenizer)
     try: decoder_blocks(skel); check_layer_types(skel)
     except ValueError as e: raise ArgError('model', f"{{arg}} {name}: {e}") from None
+    for r in runs: check_run(skel, **r)
     ctx, V = _check_context(skel, seqlen=s['seqlen'], eval_seqlen=s['eval_seqlen']), skel.get_input_embeddings().num_embeddings
     win, fps, src = {}, {}, {}
     for c in s['corpora']:
@@ -288,7 +290,7 @@ def bench(model='stories260K', dtype:str='float32', device:str='cpu', batch_size
     return load_bench(plan_bench(model, dtype, device, **kwargs), batch_size, progress)
 
 # %% ../nbs/10_experiment.ipynb #324febb6
-def check_run(p:Plan|Bench, # a plan (or a bench) of the model the run will use
+def check_run(p, # a plan, a bench, or the model (a skeleton) the run will use
               method:str, sparsity:float=0.5, structure:str='unstructured', group:str|None=None, # as in `run_one`
               allocation='uniform', options:dict|None=None, # as in `run_one`
              ):
@@ -311,7 +313,7 @@ def check_run(p:Plan|Bench, # a plan (or a bench) of the model the run will use
 
 def _check_widths(p, nm, structure):
     "Every decoder linear's input width must be a multiple of M."
-    model = p.skeleton if isinstance(p, Plan) else p.model
+    model = p.skeleton if isinstance(p, Plan) else p.model if isinstance(p, Bench) else p
     widths = {l.full: l.weight.shape[1] for l in decoder_linears(model)}
     if bad := [(n, w) for n, w in widths.items() if w % nm[1]]:
         g = reduce(gcd, widths.values())
@@ -396,6 +398,19 @@ def _prune(b:Bench, method, sparsity, nm, structure, group, masks, calib, batch_
                           group=group, batch_size=batch_size, progress=progress, **prune_kw)
     return (rep.timings if rep else {}) | dict(prune_total=time.time() - t), rep
 
+def _resolve(b, method, sparsity, structure, group, experiment, extra, limit, calib, masks, steps, prune_kw) -> tuple:
+    "(record configuration, N:M pair, sparsity, structure, group, prune_kw) of a run, resolved as `run_one` runs it."
+    nm = parse_structure(structure)
+    sparsity = 0.0 if method == 'dense' else nm[0] / nm[1] if nm else check_sparsity(sparsity)
+    if method == 'dense': structure = 'unstructured'
+    m = None if method == 'dense' or masks is not None else get_method(method)
+    group = group if m is None else (group or m.groups[0])
+    if m is not None and m.options: prune_kw = prune_kw | dict(options=method_options(m, prune_kw.get('options')))
+    uses = calib is not None if masks is not None else m is not None and (m.needs != 'none' or prune_kw.get('allocation') == 'owl')
+    if steps: extra = dict(extra or {}, steps=_steps_config(steps))
+    cfg = run_config(b, method, sparsity, structure, group, experiment, extra, prune_kw, limit, calib, uses)
+    return cfg, nm, sparsity, structure, group, prune_kw
+
 def _missing(rec:dict, evals, tasks) -> tuple:
     "(evaluations, zero-shot tasks) asked for that `rec` lacks."
     ts = [t for t in (tasks or TASKS) if t not in rec['metrics'].get('zeroshot', {})] if 'zeroshot' in evals else []
@@ -429,17 +444,10 @@ def run_one(b:Bench, # from `bench`
             steps=(), # `Step`s applied before or after pruning (recovery, quantization); recorded
             progress:bool=False, # bars over blocks while pruning, over windows and tasks while evaluating
             **prune_kw, # passed to `prune_model`: allocation, owl_m, owl_lambda, options, true_sequential, ...
-           ) -> dict: # the record; `reused` = {'id', 'added'} when it was found in `out` (and completed)
+           ) -> dict: # the record; `reused` = {id, added[, saved]} when it was found in `out` (and completed)
     "Restore the dense weights, prune with `method` (or apply `masks`), evaluate against dense, and record the run."
-    nm = parse_structure(structure)
-    sparsity = 0.0 if method == 'dense' else nm[0] / nm[1] if nm else check_sparsity(sparsity)
-    if method == 'dense': structure = 'unstructured'
-    m = None if method == 'dense' or masks is not None else get_method(method)
-    group = group if m is None else (group or m.groups[0])
-    if m is not None and m.options: prune_kw = prune_kw | dict(options=method_options(m, prune_kw.get('options')))
-    uses = calib is not None if masks is not None else m is not None and (m.needs != 'none' or prune_kw.get('allocation') == 'owl')
-    if steps: extra = dict(extra or {}, steps=_steps_config(steps))
-    cfg = run_config(b, method, sparsity, structure, group, experiment, extra, prune_kw, limit, calib, uses)
+    cfg, nm, sparsity, structure, group, prune_kw = _resolve(b, method, sparsity, structure, group, experiment, extra, limit,
+                                                             calib, masks, steps, prune_kw)
     old = find_record(out, **cfg) if out is not None else None
     evals, tasks = _missing(old, evals, tasks) if old is not None else (list(evals), tasks)
     if old is not None and not evals and save is None: return old | dict(reused=dict(id=old['id'], added=[]))
@@ -455,10 +463,19 @@ def run_one(b:Bench, # from `bench`
     if save is not None: b.model.save_pretrained(save); b.tokenizer.save_pretrained(save)
     if old is not None:
         rec = _completed(old, metrics, timings, save); complete_record(rec, out)
-        return rec | dict(reused=dict(id=old['id'], added=rec['completed'][-1]['added']))
+        return rec | dict(reused=dict(id=old['id'], added=rec['completed'][-1]['added'], saved=rec['completed'][-1]['saved']))
     rec = run_record(**cfg, metrics=metrics, timings=timings)
     if out is not None: save_record(rec, out, exist_ok=True) # a concurrent writer of the same run: keep the first
     return rec
+
+# %% ../nbs/10_experiment.ipynb #58cbdbcd
+def find_run(b:Plan|Bench, method:str='wanda', sparsity:float=0.5, structure:str='unstructured', group:str|None=None,
+             evals=('ppl', 'kl'), tasks=None, limit=None, out=None, experiment:str='main', extra:dict|None=None,
+             calib=None, masks=None, steps=(), **prune_kw) -> dict|None: # the arguments of `run_one`
+    "The record `run_one` would return from `out` without running anything (marked `reused`), or None if it would run."
+    if out is None: return None
+    old = find_record(out, **_resolve(b, method, sparsity, structure, group, experiment, extra, limit, calib, masks, steps, prune_kw)[0])
+    return None if old is None or _missing(old, evals, tasks)[0] else old | dict(reused=dict(id=old['id'], added=[]))
 
 # %% ../nbs/10_experiment.ipynb #207b566b
 def table(records:list) -> pd.DataFrame:
