@@ -25,40 +25,61 @@ class _Parser(argparse.ArgumentParser):
 
 # %% ../nbs/11_cli.ipynb #553b24bd
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='wanda_nb', description='Prune a causal LM one-shot (Wanda and baselines) and report against dense.',
+    p = _Parser(prog='wanda_nb',
+                description='Prune a causal LM one-shot (Wanda and baselines) and report against dense.',
                 epilog='GPU, Llama-3.1-8B: wanda_nb --model meta-llama/Llama-3.1-8B --dtype bfloat16 --device cuda '
                        '--method magnitude,wanda,sparsegpt --structure unstructured,2:4 --out runs/llama31-8b')
     a = p.add_argument
-    a('--model', default='stories260K', help="'stories260K' (embedded default), a hub id or a local folder written by save_pretrained")
-    a('--method', default='magnitude,wanda', help='comma-separated; dense always runs first. ' + '; '.join(f"{n}: {d}" for n, d in _METHODS.items()))
-    a('--options', default=None, help="methods' options as key=value pairs, comma-separated (e.g. a=0.5 for ria, blocksize=64 for sparsegpt)")
-    a('--sparsity', default='0.5', help='comma-separated target sparsities in [0, 1) for unstructured runs (N:M prunes N/M)')
-    a('--structure', default='unstructured,2:4', help="comma-separated: unstructured and/or N:M such as 2:4, 4:8 (M must divide every layer's width)")
-    a('--allocation', default='uniform', help='weights each block loses: uniform; owl (outlier-weighted, unstructured only); global (one ranking, magnitude only)')
+    a('--model', default='stories260K',
+      help="'stories260K' (embedded default), a hub id or a local folder written by save_pretrained")
+    a('--method', default='magnitude,wanda',
+      help='comma-separated; dense always runs first. ' + '; '.join(f"{n}: {d}" for n, d in _METHODS.items()))
+    a('--options', default=None,
+      help="methods' options as key=value pairs, comma-separated (e.g. a=0.5 for ria, blocksize=64 for sparsegpt)")
+    a('--sparsity', default='0.5',
+      help='comma-separated target sparsities in [0, 1) for unstructured runs (N:M prunes N/M)')
+    a('--structure', default='unstructured,2:4',
+      help="comma-separated: unstructured and/or N:M such as 2:4, 4:8 (M must divide every layer's width)")
+    a('--allocation', default='uniform',
+      help='weights each block loses: uniform; owl (outlier-weighted, unstructured only); '
+           'global (one ranking, magnitude only)')
     a('--owl-m', type=float, default=5., help="OWL's outlier threshold M (× the mean score)")
     a('--owl-lambda', type=float, default=0.08, help="OWL's λ: per-block sparsities span 2λ")
     a('--calib', default=None, help=f"calibration corpus: {', '.join(CORPORA)} (default: the preset's, c4)")
     a('--calib-split', default=None, help="the calibration corpus' split (default: its own, e.g. c4 train)")
-    a('--sampler', default='official', help='official: a window of a random document longer than --seqlen (as Wanda and SparseGPT); concat: windows of the concatenated corpus')
+    a('--sampler', default='official',
+      help='official: a window of a random document longer than --seqlen (as Wanda and SparseGPT); '
+           'concat: windows of the concatenated corpus')
     a('--nsamples', type=int, default=None, help='calibration windows (default: the preset\'s, 128)')
-    a('--seqlen', type=int, default=None, help="tokens per calibration window (default: the preset's: 256 for stories260K, else 2048)")
+    a('--seqlen', type=int, default=None,
+      help="tokens per calibration window (default: the preset's: 256 for stories260K, else 2048)")
     a('--seed', type=int, default=0, help='calibration sampling seed')
     a('--eval', default='ppl,kl', help="comma-separated from ppl, kl (to dense), zeroshot")
-    a('--eval-corpora', default=None, help="comma-separated evaluation corpora, test split where there is one (default: the preset's: wikitext2,stories for stories260K, else wikitext2)")
-    a('--eval-seqlen', type=int, default=None, help="tokens per evaluation window (default: the preset's: 512 for stories260K, else 2048)")
-    a('--max-windows', type=int, default=-1, help='evaluate the first N windows of each corpus (0: all; default -1: the preset\'s, 64 for stories260K, else all)')
-    a('--tasks', default=','.join(_TASKS), help='comma-separated zero-shot tasks for --eval zeroshot (default: all eight)')
-    a('--limit', type=int, default=None, help='zero-shot items per task (default: all; another limit is another run)')
+    a('--eval-corpora', default=None,
+      help="comma-separated evaluation corpora, test split where there is one "
+           "(default: the preset's: wikitext2,stories for stories260K, else wikitext2)")
+    a('--eval-seqlen', type=int, default=None,
+      help="tokens per evaluation window (default: the preset's: 512 for stories260K, else 2048)")
+    a('--max-windows', type=int, default=-1,
+      help='evaluate the first N windows of each corpus (0: all; default -1: the preset\'s, 64 for stories260K, else all)')
+    a('--tasks', default=','.join(_TASKS),
+      help='comma-separated zero-shot tasks for --eval zeroshot (default: all eight)')
+    a('--limit', type=int, default=None,
+      help='zero-shot items per task (default: all; another limit is another run)')
     a('--batch-size', type=int, default=8, help='windows per forward pass, calibration and evaluation')
-    a('--true-sequential', action='store_true', help='prune q/k/v, then o, then gate/up, then down, each on inputs from the layers already pruned')
+    a('--true-sequential', action='store_true',
+      help='prune q/k/v, then o, then gate/up, then down, each on inputs from the layers already pruned')
     a('--offload', action='store_true', help='keep the model in CPU memory, one block at a time on --device')
-    a('--save', default=None, help='write the pruned model here (save_pretrained; exactly one pruned run); must not exist')
-    a('--out', default='runs/latest', help='records folder: the same runs resume from it; one that holds different settings is refused')
+    a('--save', default=None,
+      help='write the pruned model here (save_pretrained; exactly one pruned run); must not exist')
+    a('--out', default='runs/latest',
+      help='records folder: the same runs resume from it; one that holds different settings is refused')
     a('--wait', action='store_true', help='when another run holds --out, wait for it instead of refusing')
     a('--exist-ok', action='store_true', help='(kept for old scripts; the same run in --out always resumes)')
     a('--device', default='cpu', help='where the model runs: cpu, cuda, cuda:N, mps')
     a('--dtype', default='float32', help='weights\' dtype: float32, bfloat16 (GPUs), float16')
-    a('--quiet', action='store_true', help='no progress bars (they are off anyway when stderr is not a terminal)')
+    a('--quiet', action='store_true',
+      help='no progress bars (they are off anyway when stderr is not a terminal)')
     a('--debug', action='store_true', help='show the full traceback of an error')
     return p
 
@@ -94,22 +115,27 @@ def _check_args(a) -> dict:
         if m not in METHODS: raise ValueError(f"--method: unknown method {m!r}: choose from {', '.join(METHODS)}")
     try: sparsities = [float(s) for s in _split(a.sparsity)]
     except ValueError: raise ValueError(f"--sparsity takes comma-separated numbers in [0, 1), got {a.sparsity!r}") from None
-    if bad := [s for s in sparsities if not 0 <= s < 1]: raise ValueError(f"--sparsity {bad[0]} is outside [0, 1): pass e.g. --sparsity 0.5")
+    if bad := [s for s in sparsities if not 0 <= s < 1]:
+        raise ValueError(f"--sparsity {bad[0]} is outside [0, 1): pass e.g. --sparsity 0.5")
     if not evals or (bad := [e for e in evals if e not in ('ppl', 'kl', 'zeroshot')]):
         raise ValueError(f"--eval: unknown evaluation {bad[0] if evals else ''!r}: choose from ppl, kl, zeroshot")
     tasks = _split(a.tasks)
     if 'zeroshot' in evals and (not tasks or (bad := [t for t in tasks if t not in _TASKS])):
-        raise ValueError(f"--tasks: unknown zero-shot task(s) {bad if tasks else 'none given'}: valid tasks are {', '.join(_TASKS)}")
+        raise ValueError(f"--tasks: unknown zero-shot task(s) {bad if tasks else 'none given'}: "
+                         f"valid tasks are {', '.join(_TASKS)}")
     for flag, v in (('--batch-size', a.batch_size), ('--limit', a.limit)):
         if v is not None and v < 1: raise ValueError(f"{flag} must be a positive integer, got {v}: pass e.g. {flag} 8")
-    if a.allocation not in _ALLOCATIONS: raise ValueError(f"--allocation {a.allocation!r}: choose from {', '.join(_ALLOCATIONS)}")
-    if not a.owl_m > 0 or not a.owl_lambda >= 0: raise ValueError(f"--owl-m must be > 0 and --owl-lambda >= 0, got {a.owl_m}, {a.owl_lambda}")
+    if a.allocation not in _ALLOCATIONS:
+        raise ValueError(f"--allocation {a.allocation!r}: choose from {', '.join(_ALLOCATIONS)}")
+    if not a.owl_m > 0 or not a.owl_lambda >= 0:
+        raise ValueError(f"--owl-m must be > 0 and --owl-lambda >= 0, got {a.owl_m}, {a.owl_lambda}")
     opts = _options(a.options)
     if opts and (bad := sorted(set(opts) - {k for m in methods for k in METHODS[m].options})):
         raise ValueError(f"--options {bad} belong to none of the methods {methods}: their options are "
                          + '; '.join(f"{m}: {', '.join(METHODS[m].options) or 'none'}" for m in methods))
     grid = [(m, s, st) for m in methods for st in structures for s in (sparsities if st == 'unstructured' else [0.])]
-    if a.save and len(grid) != 1: raise ValueError(f"--save writes one pruned model, but {len(grid)} runs are asked for: pass one --method, --structure and --sparsity")
+    if a.save and len(grid) != 1: raise ValueError(f"--save writes one pruned model, but {len(grid)} runs are asked for: "
+                                                   f"pass one --method, --structure and --sparsity")
     _writable('--out', Path(a.out), False)
     if a.save: _writable('--save', Path(a.save), True)
     return dict(grid=grid, evals=evals, tasks=tasks if 'zeroshot' in evals else None, options=opts)
@@ -119,16 +145,19 @@ def _shared(b) -> dict:
     "The settings the runs of one bench (or plan) share, by content."
     s, c = b.settings, b.calib.meta
     return dict(weights=s['weights'], dtype=s['dtype'], eval_seqlen=s['eval_seqlen'], eval_windows=s['eval_windows'],
-                corpora=s['corpora'], calibration={k: c.get(k) for k in ('corpus', 'split', 'sampler', 'nsamples', 'seqlen', 'seed', 'sha256')})
+                corpora=s['corpora'],
+                calibration={k: c.get(k) for k in ('corpus', 'split', 'sampler', 'nsamples', 'seqlen', 'seed', 'sha256')})
 
 def _check_out(out:Path, shared:dict, write:bool=False):
     "Refuse an output folder that holds a different run; with `write`, remember this run's shared settings."
     f = out/'run.settings'  # not *.json: the records folder holds only records
     if f.exists():
         try: old = json.loads(f.read_text())
-        except ValueError: raise ValueError(f"--out {out}: its run.settings is not valid JSON: choose another --out, or remove the file") from None
+        except ValueError:
+            raise ValueError(f"--out {out}: its run.settings is not valid JSON: choose another --out, or remove it") from None
         if old != shared:
-            diff = ', '.join(f"{k}: {old.get(k)!r} → {shared.get(k)!r}" for k in sorted(set(old) | set(shared)) if old.get(k) != shared.get(k))
+            diff = ', '.join(f"{k}: {old.get(k)!r} → {shared.get(k)!r}" for k in sorted(set(old) | set(shared))
+                             if old.get(k) != shared.get(k))
             raise ValueError(f"--out {out} already holds a different run (differs in {' '.join(diff.split())[:400]}): "
                              f"choose another --out; nothing was overwritten")
     if write: out.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(shared, indent=1))
@@ -139,8 +168,10 @@ def _header(b, grid, out:Path, evals) -> str:
     s, c = b.settings, b.calib.meta
     runs = ', '.join(f"{m} {st if st != 'unstructured' else f'{s_:.0%}'}" for m, s_, st in grid)
     return (f"model {s['model']} ({s['weights'][:19]}…) · {s['dtype']} on {s['device']}\n"
-            f"calibration {c['corpus']}/{c['split']} ({c['sampler']} sampler, {c['nsamples']} × {c['seqlen']} tokens, seed {c['seed']})\n"
-            f"evaluation {', '.join(evals)} on " + ', '.join(f"{k} {n} × {s['eval_seqlen']}" for k, n in s['eval_windows'].items()) + " tokens\n"
+            f"calibration {c['corpus']}/{c['split']} ({c['sampler']} sampler, {c['nsamples']} × {c['seqlen']} tokens, "
+            f"seed {c['seed']})\n"
+            f"evaluation {', '.join(evals)} on "
+            + ', '.join(f"{k} {n} × {s['eval_seqlen']}" for k, n in s['eval_windows'].items()) + " tokens\n"
             f"runs dense, {runs} · records in {out}/")
 
 _W = dict(method=10, structure=12) # column widths; the others are as wide as their name, at least 9
@@ -155,7 +186,8 @@ def _row(rec:dict, dense:dict, cols:list) -> str:
     r = rec.get('reused')
     if not r: note = rec['id']
     else:
-        done = ([f"+{', '.join(r['added'])}"] if r['added'] else []) + ([f"saved to {r['saved']}"] if r.get('saved') else [])
+        done = [f"+{', '.join(r['added'])}"] if r['added'] else []
+        done += [f"saved to {r['saved']}"] if r.get('saved') else []
         note = f"completed {r['id']} ({'; '.join(done)})" if done else f"reused from {r['id']}"
     return '  '.join(_cell(t.get(c), _width(c)) for c in cols) + '  ' + note
 
@@ -176,7 +208,8 @@ def cli(argv=None) -> list:
     jobs = [('dense', 0., 'unstructured', {})] + [(m, s, st, pk | dict(options=opts(m))) for m, s, st in c['grid']]
     try: p = plan_bench(a.model, a.dtype, a.device, a.calib, a.calib_split, a.sampler, a.nsamples, a.seqlen, a.seed,
                         a.eval_seqlen, _split(a.eval_corpora) if a.eval_corpora else None, a.max_windows,
-                        runs=[dict(method=m, sparsity=s, structure=st, allocation=a.allocation, options=opts(m)) for m, s, st in c['grid']])
+                        runs=[dict(method=m, sparsity=s, structure=st, allocation=a.allocation, options=opts(m))
+                              for m, s, st in c['grid']])
     except ArgError as e: raise ValueError(e.flagged(_flag(e.arg))) from None
     out = Path(a.out); _check_out(out, _shared(p))
     print(_header(p, c['grid'], out, c['evals']), flush=True)
@@ -190,10 +223,12 @@ def cli(argv=None) -> list:
             try: recs.append(f or run_one(b, m, s, st, **ident, **k, batch_size=a.batch_size, progress=progress,
                                           save=None if m == 'dense' else a.save))
             except ArgError as e: raise ValueError(e.flagged(_flag(e.arg))) from None
-            if len(recs) == 1: cols = list(table(recs).columns); print('  '.join(x.rjust(_width(x)) for x in cols) + '  record')
+            if len(recs) == 1: # the columns, once dense is known
+                cols = list(table(recs).columns); print('  '.join(x.rjust(_width(x)) for x in cols) + '  record')
             print(_row(recs[-1], recs[0], cols), flush=True)
     n = sum(bool(r.get('reused')) for r in recs)
-    print(f"records: {out}/ · {len(recs)} runs ({n} from earlier records{'' if b else ', no weights loaded'}) · {time.time() - t0:.0f} s")
+    print(f"records: {out}/ · {len(recs)} runs ({n} from earlier records{'' if b else ', no weights loaded'}) · "
+          f"{time.time() - t0:.0f} s")
     return recs
 
 def main():
@@ -206,5 +241,6 @@ def main():
         if '--debug' in argv: raise
         bad = isinstance(e, (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError))
         msg = ' '.join(str(e).split()) or type(e).__name__
-        print(f"wanda_nb: error: {msg}" + ('' if bad else f" ({type(e).__name__}; --debug shows the traceback)"), file=sys.stderr)
+        why = '' if bad else f" ({type(e).__name__}; --debug shows the traceback)"
+        print(f"wanda_nb: error: {msg}{why}", file=sys.stderr)
         sys.exit(2 if bad else 1)

@@ -56,31 +56,39 @@ def _positive(arg:str, v, low:int=1, default=None):
 def _check_device(device) -> str:
     "`device` if torch can use it here; one clear error otherwise."
     try: d = torch.device(device)
-    except (RuntimeError, TypeError): raise ArgError('device', f"{{arg}} {device!r} is not a device: use cpu, cuda, cuda:1 or mps") from None
+    except (RuntimeError, TypeError):
+        raise ArgError('device', f"{{arg}} {device!r} is not a device: use cpu, cuda, cuda:1 or mps") from None
     if d.type == 'cuda' and not torch.cuda.is_available():
         raise ArgError('device', f"{{arg}} {device}: this torch ({torch.__version__}) sees no CUDA device: use {{arg}} cpu, "
                                  f"or run where a GPU and a CUDA build of torch are")
     if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
-        raise ArgError('device', f"{{arg}} {device}: only {torch.cuda.device_count()} CUDA device(s) here: use cuda:0 … cuda:{torch.cuda.device_count() - 1}")
-    if d.type == 'mps' and not torch.backends.mps.is_available(): raise ArgError('device', "{arg} mps is not available here: use {arg} cpu")
+        n = torch.cuda.device_count()
+        raise ArgError('device', f"{{arg}} {device}: only {n} CUDA device(s) here: use cuda:0 … cuda:{n - 1}")
+    if d.type == 'mps' and not torch.backends.mps.is_available():
+        raise ArgError('device', "{arg} mps is not available here: use {arg} cpu")
     if d.type not in ('cpu', 'cuda', 'mps'): raise ArgError('device', f"{{arg}} {device!r}: use cpu, cuda, cuda:N or mps")
     return str(device)
 
 # %% ../nbs/10_experiment.ipynb #84a8324a
-def _settings(model, dtype, device, calib, calib_split, sampler, nsamples, seqlen, seed, eval_seqlen, corpora, max_windows) -> dict:
+def _settings(model, dtype, device, calib, calib_split, sampler, nsamples, seqlen, seed, eval_seqlen, corpora,
+              max_windows) -> dict:
     "The bench's settings, each checked: the preset's where an argument is None (max_windows=-1: the preset's; 0: all)."
     p = preset(model)
     s = dict(seqlen=_positive('seqlen', seqlen, 1, p['seqlen']) or p['seqlen'], calib=calib or p['calib'],
              eval_seqlen=_positive('eval_seqlen', eval_seqlen, 2, p['eval_seqlen']) or p['eval_seqlen'],
-             nsamples=_positive('nsamples', nsamples, 1, p['nsamples']) or p['nsamples'], corpora=tuple(corpora or p['corpora']))
+             nsamples=_positive('nsamples', nsamples, 1, p['nsamples']) or p['nsamples'],
+             corpora=tuple(corpora or p['corpora']))
     if max_windows not in (-1, 0, None) and not (isinstance(max_windows, int) and max_windows > 0):
-        raise ArgError('max_windows', f"{{arg}} must be -1 (the preset's), 0 (every window) or a number of windows, got {max_windows!r}")
+        raise ArgError('max_windows', f"{{arg}} must be -1 (the preset's), 0 (every window) or a number of windows, "
+                                      f"got {max_windows!r}")
     s['max_windows'] = p['max_windows'] if max_windows == -1 else (max_windows or None)
     for arg, c in [('calib', s['calib'])] + [('corpora', c) for c in s['corpora']]:
         if c not in CORPORA: raise ArgError(arg, f"{{arg}}: unknown corpus {c!r}: choose from {', '.join(CORPORA)}")
     if calib_split is not None and calib_split not in CORPORA[s['calib']]['splits']:
-        raise ArgError('calib_split', f"{{arg}} {calib_split!r}: corpus {s['calib']} has the splits {', '.join(CORPORA[s['calib']]['splits'])}")
-    if dtype not in ('float32', 'bfloat16', 'float16'): raise ArgError('dtype', f"{{arg}} must be float32, bfloat16 or float16, got {dtype!r}")
+        raise ArgError('calib_split', f"{{arg}} {calib_split!r}: corpus {s['calib']} has the splits "
+                                      f"{', '.join(CORPORA[s['calib']]['splits'])}")
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        raise ArgError('dtype', f"{{arg}} must be float32, bfloat16 or float16, got {dtype!r}")
     if sampler not in ('official', 'concat'): raise ArgError('sampler', f"{{arg}} must be 'official' or 'concat', got {sampler!r}")
     if not isinstance(seed, int) or isinstance(seed, bool): raise ArgError('seed', f"{{arg}} must be an integer, got {seed!r}")
     return s | dict(dtype=dtype, device=_check_device(device), calib_split=calib_split, sampler=sampler, seed=seed)
@@ -92,7 +100,8 @@ _NOT_MODEL = ('readme', 'license', 'licence', 'notice', 'use_policy') # file nam
 
 def _files_fp(files:dict) -> str:
     "'sha256:' + a sha256 over {name: file} digests, by name."
-    return 'sha256:' + hashlib.sha256(''.join(f"{n} {file_sha256(f)}\n" for n, f in sorted(files.items())).encode()).hexdigest()
+    lines = ''.join(f"{n} {file_sha256(f)}\n" for n, f in sorted(files.items()))
+    return 'sha256:' + hashlib.sha256(lines.encode()).hexdigest()
 
 def _folder_files(p:Path) -> dict:
     "The files of model folder `p` that `from_pretrained` may read (top level; no docs, no hidden files)."
@@ -103,7 +112,8 @@ def _state_fp(model, tokenizer) -> str:
     "'state:' + a sha256 of a model's state dict (names, dtypes, shapes, bytes) and its tokenizer's vocabulary."
     h = hashlib.sha256()
     for n, t in model.state_dict().items():
-        h.update(f"{n}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f"{n}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     return 'state:' + h.hexdigest()
 
@@ -126,17 +136,19 @@ def _check_safetensors(f:Path, folder:Path):
 
 def _check_folder(p:Path):
     "Refuse a model folder whose configuration, tokenizer or weight files are missing or damaged, naming the file."
-    if not (p/'config.json').is_file(): raise ArgError('model', f"{{arg}} {p}: no config.json in this folder: pass a folder written by save_pretrained (configuration, tokenizer and weights), or a hub id")
+    bad = lambda why: ArgError('model', f"{{arg}} {p}: {why}")
+    if not (p/'config.json').is_file(): raise bad("no config.json in this folder: pass a folder written by save_pretrained "
+                                                  "(configuration, tokenizer and weights), or a hub id")
     try: json.loads((p/'config.json').read_text())
-    except ValueError as e: raise ArgError('model', f"{{arg}} {p}: config.json is not valid JSON ({e}): restore it from the model's source") from None
-    if not any((p/f).is_file() for f in _TOKENIZER_FILES):
-        raise ArgError('model', f"{{arg}} {p}: no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}): copy the tokenizer files of the model beside config.json")
+    except ValueError as e: raise bad(f"config.json is not valid JSON ({e}): restore it from the model's source") from None
+    if not any((p/f).is_file() for f in _TOKENIZER_FILES): raise bad(
+        f"no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}): copy the model's tokenizer files beside config.json")
     st, bins = sorted(p.glob('*.safetensors')), sorted(p.glob('pytorch_model*.bin'))
-    if not st and not bins: raise ArgError('model', f"{{arg}} {p}: no weight files (*.safetensors or pytorch_model*.bin): copy the weights beside config.json")
+    if not st and not bins: raise bad("no weight files (*.safetensors or pytorch_model*.bin): copy the weights beside config.json")
     if (ix := p/'model.safetensors.index.json').is_file():
         try: shards = set(json.loads(ix.read_text())['weight_map'].values())
-        except (ValueError, KeyError): raise ArgError('model', f"{{arg}} {p}: {ix.name} is damaged: restore it from the model's source") from None
-        if missing := sorted(s for s in shards if not (p/s).is_file()): raise ArgError('model', f"{{arg}} {p}: weight shards {missing} are missing: download them")
+        except (ValueError, KeyError): raise bad(f"{ix.name} is damaged: restore it from the model's source") from None
+        if missing := sorted(s for s in shards if not (p/s).is_file()): raise bad(f"weight shards {missing} are missing: download them")
     for f in st: _check_safetensors(f, p)
 
 # %% ../nbs/10_experiment.ipynb #3692c63d
@@ -154,7 +166,8 @@ def _hf_source(name:str):
     from transformers import AutoConfig, AutoTokenizer
     p = Path(name).expanduser(); local = p.is_dir()
     if local: _check_folder(p)
-    elif name.startswith(('/', '.', '~')) or name.count('/') > 1: raise ArgError('model', f"{{arg}} {name}: no such folder: pass an existing model folder or a hub id such as meta-llama/Llama-3.1-8B")
+    elif name.startswith(('/', '.', '~')) or name.count('/') > 1: raise ArgError(
+        'model', f"{{arg}} {name}: no such folder: pass an existing model folder or a hub id such as meta-llama/Llama-3.1-8B")
     where = str(p) if local else name
     try: cfg = AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as e:
@@ -162,7 +175,9 @@ def _hf_source(name:str):
               f"`hf download {name}` on a networked machine, or pass a local folder; else check the name and your access")
         raise ArgError('model', f"{{arg}} {name}: cannot read its configuration: {how} ({str(e).splitlines()[0]})") from None
     try: tok = AutoTokenizer.from_pretrained(where)
-    except Exception as e: raise ArgError('model', f"{{arg}} {name}: cannot load its tokenizer ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): check the tokenizer files") from None
+    except Exception as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise ArgError('model', f"{{arg}} {name}: cannot load its tokenizer ({why}): check the tokenizer files") from None
     if local: return cfg, tok, _files_fp(_folder_files(p))
     rev = getattr(cfg, '_commit_hash', None)
     if rev: return cfg, tok, f'hub:{name}@{rev}'
@@ -202,7 +217,8 @@ def _source(model, tokenizer) -> tuple:
     "(name, skeleton or model, tokenizer, fingerprint, loaded) for a model name, a folder or an in-memory model."
     if isinstance(model, torch.nn.Module):
         if tokenizer is None: raise ArgError('tokenizer', "{arg}: an in-memory model needs its tokenizer: pass tokenizer=")
-        return getattr(model, 'name_or_path', '') or type(model).__name__, model, tokenizer, _state_fp(model, tokenizer), True
+        name = getattr(model, 'name_or_path', '') or type(model).__name__
+        return name, model, tokenizer, _state_fp(model, tokenizer), True
     if model == 'stories260K': # 260K parameters: loading it is the cheapest way to read its header
         m, tok = load_model(model)
         return model, m, tok, _files_fp({n: find_file(f'models/stories260K/{n}', hub=h) for n, h in _STORIES.items()}), True
@@ -232,19 +248,24 @@ def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, o
     try: decoder_blocks(skel); check_layer_types(skel)
     except ValueError as e: raise ArgError('model', f"{{arg}} {name}: {e}") from None
     for r in runs: check_run(skel, **r)
-    ctx, V = _check_context(skel, seqlen=s['seqlen'], eval_seqlen=s['eval_seqlen']), skel.get_input_embeddings().num_embeddings
+    ctx = _check_context(skel, seqlen=s['seqlen'], eval_seqlen=s['eval_seqlen'])
+    V = skel.get_input_embeddings().num_embeddings # rows of the embedding: every token id must have one
     win, fps, src = {}, {}, {}
     for c in s['corpora']:
         corpus = load_corpus(c, 'test' if 'test' in CORPORA[c]['splits'] else None)
-        win[c] = eval_windows(corpus, tok, s['eval_seqlen'], max_windows=s['max_windows']); _check_ids(win[c], V, f'corpus {c}')
+        win[c] = eval_windows(corpus, tok, s['eval_seqlen'], max_windows=s['max_windows']) # (n, eval_seqlen)
+        _check_ids(win[c], V, f'corpus {c}')
         fps[c] = dict(split=corpus.split, sha256=corpus.meta.get('sha256') or _sha(corpus.rows), windows=_sha(win[c]))
         src[c] = corpus.source
     corpus = load_corpus(s['calib'], s['calib_split'])
-    cal = calib_windows(corpus, tok, nsamples=s['nsamples'], seqlen=s['seqlen'], seed=s['seed'], sampler=s['sampler'], max_len=ctx)
+    cal = calib_windows(corpus, tok, nsamples=s['nsamples'], seqlen=s['seqlen'], seed=s['seed'], sampler=s['sampler'],
+                        max_len=ctx)
     _check_ids(cal.ids, V, f"calibration corpus {s['calib']}")
     cal.meta |= dict(sha256=corpus.meta.get('sha256') or _sha(corpus.rows))
-    dt = str(next(skel.parameters()).dtype).removeprefix('torch.') if loaded and isinstance(model, torch.nn.Module) else s['dtype']
-    settings = dict(model=name, weights=fp, dtype=dt, device=s['device'], eval_seqlen=s['eval_seqlen'], max_windows=s['max_windows'],
+    mine = isinstance(model, torch.nn.Module) # an in-memory model keeps its own dtype
+    dt = str(next(skel.parameters()).dtype).removeprefix('torch.') if mine else s['dtype']
+    settings = dict(model=name, weights=fp, dtype=dt, device=s['device'], eval_seqlen=s['eval_seqlen'],
+                    max_windows=s['max_windows'],
                     eval_windows={c: len(w) for c, w in win.items()}, corpora=fps, sources=src)
     return Plan(name, skel, tok, cal, win, settings, loaded)
 
@@ -276,7 +297,8 @@ def load_bench(p:Plan, # from `plan_bench`
     s = p.settings
     if not p.loaded: m = load_model(p.name, dtype=getattr(torch, s['dtype']), device=s['device'])[0]
     else: m = p.skeleton.to(device=s['device'], dtype=getattr(torch, s['dtype']))
-    check_finite(m, fix="the checkpoint is damaged or comes from a diverged run: use intact weights (pruning would hide or spread them)")
+    check_finite(m, fix="the checkpoint is damaged or comes from a diverged run: use intact weights "
+                        "(pruning would hide or spread them)")
     check_activations(m, p.calib.ids, batch_size)
     b = Bench(p.name, m, copy.deepcopy(m).eval(), p.tokenizer, p.calib, p.windows, s)
     for c, w in p.windows.items(): # one dense pass per corpus, reused by every run, when it fits in `_CACHE_GB`
@@ -285,7 +307,8 @@ def load_bench(p:Plan, # from `plan_bench`
     return b
 
 @delegates(plan_bench)
-def bench(model='stories260K', dtype:str='float32', device:str='cpu', batch_size:int=8, progress:bool=False, **kwargs) -> Bench:
+def bench(model='stories260K', dtype:str='float32', device:str='cpu', batch_size:int=8, progress:bool=False,
+          **kwargs) -> Bench:
     "Load `model` and prepare calibration and evaluation windows under explicit, recorded, checked settings."
     return load_bench(plan_bench(model, dtype, device, **kwargs), batch_size, progress)
 
@@ -306,9 +329,13 @@ def check_run(p, # a plan, a bench, or the model (a skeleton) the run will use
     for arg, fn in (('group', lambda: method_group(m, group, nm)), ('options', lambda: method_options(m, options))):
         try: fn()
         except ValueError as e: raise ArgError(arg, f"{{arg}}: {e}") from None
-    if isinstance(allocation, str) and allocation not in ALLOCATIONS: raise ArgError('allocation', f"{{arg}}: unknown allocation {allocation!r}: choose from {', '.join(ALLOCATIONS)}")
-    if nm and allocation != 'uniform': raise ArgError('allocation', f"{{arg}} {allocation}: N:M ({structure}) fixes every layer's sparsity at N/M: use {{arg}} uniform for N:M runs")
-    if allocation == 'global' and m.needs != 'none': raise ArgError('allocation', f"{{arg}} global ranks all layers together, which only a method that needs no activations (magnitude) may do, not {method}")
+    bad = lambda why: ArgError('allocation', f"{{arg}} {why}")
+    if isinstance(allocation, str) and allocation not in ALLOCATIONS:
+        raise bad(f"{allocation!r}: unknown allocation: choose from {', '.join(ALLOCATIONS)}")
+    if nm and allocation != 'uniform':
+        raise bad(f"{allocation}: N:M ({structure}) fixes every layer's sparsity at N/M: use {{arg}} uniform for N:M runs")
+    if allocation == 'global' and m.needs != 'none': raise bad(
+        f"global ranks all layers together, which only a method that needs no activations (magnitude) may do, not {method}")
     if nm: _check_widths(p, nm, structure)
 
 def _check_widths(p, nm, structure):
@@ -358,7 +385,8 @@ def measure(b:Bench, # the bench; its working model is measured
     if 'kl' in evals:
         d = {}
         for c, w in b.windows.items():
-            with _bar(b.model, len(w), f'KL {c}', progress): d[c] = kl_to_dense(b.model, b.dense_lp.get(c, b.dense), w, batch_size)
+            with _bar(b.model, len(w), f'KL {c}', progress):
+                d[c] = kl_to_dense(b.model, b.dense_lp.get(c, b.dense), w, batch_size)
         m['kl'] = {c: r['kl'] for c, r in d.items()}
         m['kl_detail'] = {c: {k: r[k] for k in ('kl_median', 'kl_p99', 'top1_agree', 'n_tokens')} for c, r in d.items()}
         m['kl_windows'], m['nll_windows'] = ({c: r[k] for c, r in d.items()} for k in ('kl_windows', 'nll_windows'))
@@ -369,7 +397,7 @@ def measure(b:Bench, # the bench; its working model is measured
             with _bar(b.model, len(w), f'ppl {c}', progress): m['ppl'][c] = perplexity(b.model, w, batch_size)['ppl']
     if 'zeroshot' in evals:
         m['zeroshot'] = {}
-        for t in tqdm(list(tasks or TASKS), desc='zero-shot', unit='task', disable=not progress, leave=False, file=sys.stderr):
+        for t in tqdm(list(tasks or TASKS), 'zero-shot', unit='task', disable=not progress, leave=False, file=sys.stderr):
             m['zeroshot'] |= zeroshot(b.model, b.tokenizer, tasks=[t], limit=limit)['tasks']
     return m | dict(achieved_sparsity=model_sparsity(b.model)['linear'])
 
@@ -422,7 +450,8 @@ def _completed(old:dict, metrics:dict, timings:dict, save) -> dict:
     z = {t: r for t, r in metrics.get('zeroshot', {}).items() if t not in old['metrics'].get('zeroshot', {})}
     merged = old['metrics'] | new | ({'zeroshot': old['metrics'].get('zeroshot', {}) | z} if z else {})
     env = environment()
-    note = dict(date=env['date'], git=env['git'], added=sorted(set(new) - {'zeroshot'}) + [f'zeroshot.{t}' for t in z], saved=None if save is None else str(save),
+    note = dict(date=env['date'], git=env['git'], added=sorted(set(new) - {'zeroshot'}) + [f'zeroshot.{t}' for t in z],
+                saved=None if save is None else str(save),
                 same_sparsity=metrics['achieved_sparsity'] == old['metrics'].get('achieved_sparsity'), seconds=timings)
     return old | dict(metrics=merged, completed=old.get('completed', []) + [note])
 
@@ -458,12 +487,14 @@ def run_one(b:Bench, # from `bench`
     timings, rep = _prune(b, method, sparsity, nm, structure, group, masks, calib, batch_size, progress, prune_kw)
     done |= {st.name: st.fn(b, rep) for st in steps if st.when == 'after'}
     check_finite(b.model, f" after {method}{' and ' + ', '.join(done) if done else ''}", "the method or a step produced them")
-    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size, progress) | done; timings['eval'] = time.time() - t
+    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size, progress) | done
+    timings['eval'] = time.time() - t
     if layers is not None: metrics['layers'] = layers(b, rep) if callable(layers) else list(layers)
     if save is not None: b.model.save_pretrained(save); b.tokenizer.save_pretrained(save)
     if old is not None:
         rec = _completed(old, metrics, timings, save); complete_record(rec, out)
-        return rec | dict(reused=dict(id=old['id'], added=rec['completed'][-1]['added'], saved=rec['completed'][-1]['saved']))
+        note = rec['completed'][-1]
+        return rec | dict(reused=dict(id=old['id'], added=note['added'], saved=note['saved']))
     rec = run_record(**cfg, metrics=metrics, timings=timings)
     if out is not None: save_record(rec, out, exist_ok=True) # a concurrent writer of the same run: keep the first
     return rec
@@ -474,7 +505,8 @@ def find_run(b:Plan|Bench, method:str='wanda', sparsity:float=0.5, structure:str
              calib=None, masks=None, steps=(), **prune_kw) -> dict|None: # the arguments of `run_one`
     "The record `run_one` would return from `out` without running anything (marked `reused`), or None if it would run."
     if out is None: return None
-    old = find_record(out, **_resolve(b, method, sparsity, structure, group, experiment, extra, limit, calib, masks, steps, prune_kw)[0])
+    cfg = _resolve(b, method, sparsity, structure, group, experiment, extra, limit, calib, masks, steps, prune_kw)[0]
+    old = find_record(out, **cfg)
     return None if old is None or _missing(old, evals, tasks)[0] else old | dict(reused=dict(id=old['id'], added=[]))
 
 # %% ../nbs/10_experiment.ipynb #207b566b
