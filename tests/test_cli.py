@@ -111,6 +111,21 @@ def test_clone_moved_reuses_and_altered_corpus_recomputes(tmp_path):
     assert not {f.name for f in out.glob('*.json')} & {f.name for f in (tmp_path/'out2').glob('*.json')}
     refused(run(*small, '--out', out, extra_env={'WANDA_NB_DATA': str(data)}), 'already holds a different run', 'corpora')
 
+def test_hub_model_is_fingerprinted_by_its_revision(tmp_path, hf_folder):
+    "A hub model (here from a local Hugging Face cache, offline) is its revision: a new commit is a new model."
+    hub = tmp_path/'hub'/'models--fake--stories'
+    def commit(c):
+        shutil.copytree(hf_folder, hub/'snapshots'/c); (hub/'refs').mkdir(exist_ok=True); (hub/'refs'/'main').write_text(c)
+    commit('a' * 40)
+    args = ['--model', 'fake/stories', *small, *folder]
+    cache = {'HF_HUB_CACHE': str(tmp_path/'hub')}
+    r = run(*args, '--out', tmp_path/'out', extra_env=cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads(next((tmp_path/'out').glob('*.json')).read_text())
+    assert rec['weights'] == 'hub:fake/stories@' + 'a' * 40 and rec['model'] == 'fake/stories'
+    commit('b' * 40) # the hub moved on: the same name is another model
+    refused(run(*args, '--out', tmp_path/'out', extra_env=cache), 'already holds a different run', 'weights')
+
 # --- bad input: one line on stderr, exit 2, nothing written, before any weights load ------------------------------------
 
 BAD = {
@@ -143,6 +158,8 @@ BAD = {
     'options syntax': (['--method', 'ria', '--options', 'a'], ['--options takes key=value pairs']),
     'save with several runs': (['--save', 'x'], ['--save writes one pruned model, but 4 runs are asked for']),
     'missing folder': (['--model', './no/such/model'], ['--model ./no/such/model: no such folder']),
+    'hub id not cached': (['--model', 'nobody/no-such-model'], ['--model nobody/no-such-model: cannot read its configuration',
+                                                                 'not in the Hugging Face cache']),
 }
 
 @pytest.mark.parametrize('case', BAD)

@@ -179,10 +179,11 @@ def _hf_source(name:str):
         why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise ArgError('model', f"{{arg}} {name}: cannot load its tokenizer ({why}): check the tokenizer files") from None
     if local: return cfg, tok, _files_fp(_folder_files(p))
-    rev = getattr(cfg, '_commit_hash', None)
-    if rev: return cfg, tok, f'hub:{name}@{rev}'
-    from transformers.utils import cached_file # no revision known: fingerprint the cached files instead
-    return cfg, tok, _files_fp(_folder_files(Path(cached_file(name, 'config.json')).parent))
+    from transformers.utils import cached_file
+    from transformers.utils.hub import extract_commit_hash
+    f = cached_file(name, 'config.json') # in the cache's snapshots/<commit>/: the revision read
+    rev = extract_commit_hash(f, None)
+    return cfg, tok, f'hub:{name}@{rev}' if rev else _files_fp(_folder_files(Path(f).parent)) # no revision: the files
 
 # %% ../nbs/10_experiment.ipynb #5d0365e7
 def _sha(x) -> str:
