@@ -179,7 +179,7 @@ def test_out_is_a_file_and_save_exists(tmp_path):
 FOLDERS = {
     'corrupt config.json': (lambda d: (d/'config.json').write_text((d/'config.json').read_text()[:-20]), ['config.json is not valid JSON']),
     'no config.json': (lambda d: (d/'config.json').unlink(), ['no config.json in this folder']),
-    'missing tokenizer files': (lambda d: (d/'tokenizer.json').unlink(), ['no tokenizer files', 'copy the tokenizer files']),
+    'missing tokenizer files': (lambda d: (d/'tokenizer.json').unlink(), ['no tokenizer files', "copy the model's tokenizer files"]),
     'truncated safetensors': (lambda d: (d/'model.safetensors').write_bytes((d/'model.safetensors').read_bytes()[:-1000]),
                               ['model.safetensors is truncated or damaged', 'download it again']),
     'no weights': (lambda d: (d/'model.safetensors').unlink(), ['no weight files']),
