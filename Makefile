@@ -24,7 +24,8 @@ $(STAMP): settings.ini setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(VENV)/bin/wanda_nb --out runs/demo --exist-ok
+	$(OFFLINE) $(VENV)/bin/wanda_nb --out runs/demo
+	$(OFFLINE) $(VENV)/bin/wanda_nb_report runs/demo
 
 test: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/nbdev_test --n_workers 2 --timing

@@ -59,3 +59,49 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match='broken.json is not a valid JSON record'): load_records(tmp_path)
     with pytest.raises(ValueError, match='0 <= sparsity < 1'): run_record(**CFG | dict(sparsity=1.2))
     with pytest.raises(ValueError, match='filled in by run_record'): run_record(**CFG, git='abc')
+
+def test_committed_records_load_and_keep_their_ids():
+    "Every committed record (written before fingerprints) loads, and its id is still its file name."
+    from pathlib import Path
+    root = Path(__file__).parent.parent/'results'
+    files = sorted(root.rglob('*.json'))
+    assert files, 'no committed records found'
+    df = load_records(root, recursive=True)
+    assert len(df) == len(files)
+    assert [record_id(json.loads(f.read_text())) for f in files] == [f.stem for f in files]
+
+def test_identity_is_content_not_path():
+    fp, cal = 'sha256:' + 'a' * 64, CALIB | {'sha256': 'f' * 64}
+    a = run_record(**CFG | dict(model='/home/u/m', calibration=cal), weights=fp, provenance={'calibration': {'source': '/home/u/c4'}})
+    b = run_record(**CFG | dict(model='/srv/m', calibration=cal), weights=fp, provenance={'calibration': {'source': '/srv/c4'}})
+    assert a['id'] == b['id'] and a['model'] != b['model']
+    assert run_record(**CFG | dict(model='/home/u/m', calibration=cal), weights='sha256:' + 'b' * 64)['id'] != a['id']
+    assert run_record(**CFG | dict(model='/home/u/m', calibration=CALIB | {'sha256': 'e' * 64}), weights=fp)['id'] != a['id']
+    assert record_id(a | {'reused': a['id'], 'completed': [{}]}) == a['id']   # run-time notes are not identity
+    # without a fingerprint the model's name is part of the identity, as it always was
+    assert run_record(**CFG | dict(model='m1'))['id'] != run_record(**CFG | dict(model='m2'))['id']
+
+def test_complete_record_only_extends(tmp_path):
+    from wanda_nb.records import complete_record
+    r = run_record(**CFG, metrics={'ppl': {'stories': 5.0}})
+    f = save_record(r, tmp_path)
+    grown = r | dict(metrics=r['metrics'] | {'kl': {'stories': 0.1}}, completed=[{'added': ['kl']}])
+    assert complete_record(grown, tmp_path) == f and json.loads(f.read_text())['metrics']['kl'] == {'stories': 0.1}
+    with pytest.raises(ValueError, match='change or drop metrics.ppl.stories'):
+        complete_record(grown | dict(metrics={'ppl': {'stories': 6.0}, 'kl': {'stories': 0.1}}), tmp_path)
+    with pytest.raises(FileNotFoundError): complete_record(run_record(**CFG | dict(sparsity=0.3)), tmp_path)
+
+def test_lock_refuses_then_waits(tmp_path):
+    "A second process is refused while the folder is held, or with wait=True waits until it is released."
+    import time
+    from wanda_nb.records import lock_folder
+    hold = ("import sys, time; from wanda_nb.records import lock_folder\n"
+            "with lock_folder(sys.argv[1]): print('held', flush=True); time.sleep(float(sys.argv[2]))")
+    p = subprocess.Popen([sys.executable, '-c', hold, str(tmp_path), '3'], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == 'held'
+    with pytest.raises(FileExistsError, match=f'in use by another run \\(pid {p.pid} since'):
+        with lock_folder(tmp_path): pass
+    t = time.time()
+    with lock_folder(tmp_path, wait=True): waited = time.time() - t
+    p.wait(timeout=30)
+    assert waited > 0.5 and p.returncode == 0 and not (tmp_path/'.lock').exists()

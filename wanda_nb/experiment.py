@@ -4,23 +4,30 @@
 
 # %% ../nbs/10_experiment.ipynb #99b1e4b5
 from __future__ import annotations
-import copy, time
+import copy, hashlib, json, sys, time, datetime
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import reduce
+from math import gcd
 from pathlib import Path
 import pandas as pd, torch
-from .data import load_corpus, CORPORA
+from fastcore.meta import delegates
+from tqdm.auto import tqdm
+from .data import load_corpus, find_file, file_sha256, CORPORA
 from .models import load_model, context_length
-from .arch import decoder_linears
+from .arch import decoder_linears, decoder_blocks, check_layer_types, check_finite, check_activations
 from .mask import check_sparsity, parse_structure
 from .calib import calib_windows
-from .methods import get_method, method_options
+from .methods import get_method, method_options, method_group
+from .allocation import ALLOCATIONS
 from .prune import prune_model, model_sparsity, apply_masks
 from .metrics import eval_windows, perplexity, kl_to_dense, dense_logprobs
-from .records import run_record, save_record, find_record
+from .records import run_record, save_record, find_record, complete_record, environment
 from .zeroshot import zeroshot, TASKS
 
 # %% auto #0
-__all__ = ['PRESETS', 'preset', 'Bench', 'bench', 'run_config', 'measure', 'Step', 'run_one', 'table']
+__all__ = ['PRESETS', 'preset', 'ArgError', 'Plan', 'plan_bench', 'Bench', 'load_bench', 'bench', 'check_run', 'run_config',
+           'measure', 'Step', 'run_one', 'find_run', 'table']
 
 # %% ../nbs/10_experiment.ipynb #d6abb508
 PRESETS = {
@@ -34,6 +41,236 @@ def preset(model:str) -> dict:
     return dict(PRESETS.get(model, PRESETS[None]))
 
 # %% ../nbs/10_experiment.ipynb #f5a9c274
+class ArgError(ValueError):
+    "A bad argument `arg`; the message names it where it says `{arg}` (`flagged` puts a console flag there instead)."
+    def __init__(self, arg:str, msg:str): self.arg, self.msg = arg, msg; super().__init__(msg.replace('{arg}', arg))
+    def flagged(self, flag:str) -> str: return self.msg.replace('{arg}', flag)
+
+def _positive(arg:str, v, low:int=1, default=None):
+    "`v` if it is an int >= `low`; None stays None (the preset); anything else is refused."
+    if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= low): return v
+    hint = f", or leave it out for the preset's {default}" if default is not None else ''
+    raise ArgError(arg, f"{{arg}} must be an integer >= {low}, got {v!r}: pass one{hint}")
+
+# %% ../nbs/10_experiment.ipynb #4d013fb3
+def _check_device(device) -> str:
+    "`device` if torch can use it here; one clear error otherwise."
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArgError('device', f"{{arg}} {device!r} is not a device: use cpu, cuda, cuda:1 or mps") from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ArgError('device', f"{{arg}} {device}: this torch ({torch.__version__}) sees no CUDA device: use {{arg}} cpu, "
+                                 f"or run where a GPU and a CUDA build of torch are")
+    if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ArgError('device', f"{{arg}} {device}: only {n} CUDA device(s) here: use cuda:0 … cuda:{n - 1}")
+    if d.type == 'mps' and not torch.backends.mps.is_available():
+        raise ArgError('device', "{arg} mps is not available here: use {arg} cpu")
+    if d.type not in ('cpu', 'cuda', 'mps'): raise ArgError('device', f"{{arg}} {device!r}: use cpu, cuda, cuda:N or mps")
+    return str(device)
+
+# %% ../nbs/10_experiment.ipynb #84a8324a
+def _settings(model, dtype, device, calib, calib_split, sampler, nsamples, seqlen, seed, eval_seqlen, corpora,
+              max_windows) -> dict:
+    "The bench's settings, each checked: the preset's where an argument is None (max_windows=-1: the preset's; 0: all)."
+    p = preset(model)
+    s = dict(seqlen=_positive('seqlen', seqlen, 1, p['seqlen']) or p['seqlen'], calib=calib or p['calib'],
+             eval_seqlen=_positive('eval_seqlen', eval_seqlen, 2, p['eval_seqlen']) or p['eval_seqlen'],
+             nsamples=_positive('nsamples', nsamples, 1, p['nsamples']) or p['nsamples'],
+             corpora=tuple(corpora or p['corpora']))
+    if max_windows not in (-1, 0, None) and not (isinstance(max_windows, int) and max_windows > 0):
+        raise ArgError('max_windows', f"{{arg}} must be -1 (the preset's), 0 (every window) or a number of windows, "
+                                      f"got {max_windows!r}")
+    s['max_windows'] = p['max_windows'] if max_windows == -1 else (max_windows or None)
+    for arg, c in [('calib', s['calib'])] + [('corpora', c) for c in s['corpora']]:
+        if c not in CORPORA: raise ArgError(arg, f"{{arg}}: unknown corpus {c!r}: choose from {', '.join(CORPORA)}")
+    if calib_split is not None and calib_split not in CORPORA[s['calib']]['splits']:
+        raise ArgError('calib_split', f"{{arg}} {calib_split!r}: corpus {s['calib']} has the splits "
+                                      f"{', '.join(CORPORA[s['calib']]['splits'])}")
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        raise ArgError('dtype', f"{{arg}} must be float32, bfloat16 or float16, got {dtype!r}")
+    if sampler not in ('official', 'concat'): raise ArgError('sampler', f"{{arg}} must be 'official' or 'concat', got {sampler!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool): raise ArgError('seed', f"{{arg}} must be an integer, got {seed!r}")
+    return s | dict(dtype=dtype, device=_check_device(device), calib_split=calib_split, sampler=sampler, seed=seed)
+
+# %% ../nbs/10_experiment.ipynb #068dffc5
+_STORIES = {'stories260K.bin': ('karpathy/tinyllamas', 'stories260K/stories260K.bin'), # the files load_model reads
+            'tok512.model': ('karpathy/tinyllamas', 'stories260K/tok512.model')}
+_NOT_MODEL = ('readme', 'license', 'licence', 'notice', 'use_policy') # file names that do not change the model
+
+def _files_fp(files:dict) -> str:
+    "'sha256:' + a sha256 over {name: file} digests, by name."
+    lines = ''.join(f"{n} {file_sha256(f)}\n" for n, f in sorted(files.items()))
+    return 'sha256:' + hashlib.sha256(lines.encode()).hexdigest()
+
+def _folder_files(p:Path) -> dict:
+    "The files of model folder `p` that `from_pretrained` may read (top level; no docs, no hidden files)."
+    return {f.name: f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith('.')
+            and not f.name.lower().startswith(_NOT_MODEL) and f.suffix.lower() not in ('.md', '.gitattributes')}
+
+def _state_fp(model, tokenizer) -> str:
+    "'state:' + a sha256 of a model's state dict (names, dtypes, shapes, bytes) and its tokenizer's vocabulary."
+    h = hashlib.sha256()
+    for n, t in model.state_dict().items():
+        h.update(f"{n}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    return 'state:' + h.hexdigest()
+
+# %% ../nbs/10_experiment.ipynb #fab4bcfe
+_TOKENIZER_FILES = ('tokenizer.json', 'tokenizer.model', 'vocab.json', 'spiece.model', 'vocab.txt', 'tokenizer.tiktoken')
+
+def _check_safetensors(f:Path, folder:Path):
+    "Refuse a safetensors file whose size is not what its header describes (truncated or damaged)."
+    size, err = f.stat().st_size, None
+    with open(f, 'rb') as fh:
+        n = int.from_bytes(fh.read(8), 'little') if size >= 8 else -1
+        if not 0 < n <= size - 8: err = 'its header is cut off or damaged'
+        else:
+            try: hdr = json.loads(fh.read(n))
+            except ValueError: err = 'its header is not valid JSON'
+    if err is None:
+        want = 8 + n + max((v['data_offsets'][1] for k, v in hdr.items() if k != '__metadata__'), default=0)
+        if want != size: err = f"it has {size:,} bytes where its header describes {want:,}"
+    if err: raise ArgError('model', f"{{arg}} {folder}: {f.name} is truncated or damaged ({err}): download it again")
+
+def _check_folder(p:Path):
+    "Refuse a model folder whose configuration, tokenizer or weight files are missing or damaged, naming the file."
+    bad = lambda why: ArgError('model', f"{{arg}} {p}: {why}")
+    if not (p/'config.json').is_file(): raise bad("no config.json in this folder: pass a folder written by save_pretrained "
+                                                  "(configuration, tokenizer and weights), or a hub id")
+    try: json.loads((p/'config.json').read_text())
+    except ValueError as e: raise bad(f"config.json is not valid JSON ({e}): restore it from the model's source") from None
+    if not any((p/f).is_file() for f in _TOKENIZER_FILES): raise bad(
+        f"no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}): copy the model's tokenizer files beside config.json")
+    st, bins = sorted(p.glob('*.safetensors')), sorted(p.glob('pytorch_model*.bin'))
+    if not st and not bins: raise bad("no weight files (*.safetensors or pytorch_model*.bin): copy the weights beside config.json")
+    if (ix := p/'model.safetensors.index.json').is_file():
+        try: shards = set(json.loads(ix.read_text())['weight_map'].values())
+        except (ValueError, KeyError): raise bad(f"{ix.name} is damaged: restore it from the model's source") from None
+        if missing := sorted(s for s in shards if not (p/s).is_file()): raise bad(f"weight shards {missing} are missing: download them")
+    for f in st: _check_safetensors(f, p)
+
+# %% ../nbs/10_experiment.ipynb #3692c63d
+def _skeleton(cfg, name):
+    "The model of configuration `cfg` on the meta device: every module and shape, no memory."
+    from transformers import AutoModelForCausalLM
+    try:
+        with torch.device('meta'): return AutoModelForCausalLM.from_config(cfg)
+    except (ValueError, KeyError, ImportError) as e:
+        raise ArgError('model', f"{{arg}} {name}: transformers cannot build a causal LM from its configuration "
+                                f"(model_type {getattr(cfg, 'model_type', '?')!r}): {str(e).splitlines()[0]}") from None
+
+def _hf_source(name:str):
+    "(configuration, tokenizer, fingerprint) of a hub id or a local folder, each read with one clear error."
+    from transformers import AutoConfig, AutoTokenizer
+    p = Path(name).expanduser(); local = p.is_dir()
+    if local: _check_folder(p)
+    elif name.startswith(('/', '.', '~')) or name.count('/') > 1: raise ArgError(
+        'model', f"{{arg}} {name}: no such folder: pass an existing model folder or a hub id such as meta-llama/Llama-3.1-8B")
+    where = str(p) if local else name
+    try: cfg = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as e:
+        how = 'check its config.json' if local else ("it is not in the Hugging Face cache and the hub is switched off (HF_HUB_OFFLINE): "
+              f"`hf download {name}` on a networked machine, or pass a local folder; else check the name and your access")
+        raise ArgError('model', f"{{arg}} {name}: cannot read its configuration: {how} ({str(e).splitlines()[0]})") from None
+    try: tok = AutoTokenizer.from_pretrained(where)
+    except Exception as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise ArgError('model', f"{{arg}} {name}: cannot load its tokenizer ({why}): check the tokenizer files") from None
+    if local: return cfg, tok, _files_fp(_folder_files(p))
+    from transformers.utils import cached_file
+    from transformers.utils.hub import extract_commit_hash
+    f = cached_file(name, 'config.json') # in the cache's snapshots/<commit>/: the revision read
+    rev = extract_commit_hash(f, None)
+    return cfg, tok, f'hub:{name}@{rev}' if rev else _files_fp(_folder_files(Path(f).parent)) # no revision: the files
+
+# %% ../nbs/10_experiment.ipynb #5d0365e7
+def _sha(x) -> str:
+    "sha256 hex digest of a token tensor's int64 bytes, or of a list of text rows."
+    b = x.to(torch.int64).contiguous().numpy().tobytes() if isinstance(x, torch.Tensor) else '\0'.join(x).encode()
+    return hashlib.sha256(b).hexdigest()
+
+def _check_ids(ids:torch.Tensor, V:int, what:str):
+    "Refuse token ids the model's embedding has no row for."
+    if (mx := int(ids.max())) >= V: raise ArgError('model', f"{{arg}}: its tokenizer gives token id {mx} on {what}, but the "
+        f"embedding has {V} rows: the tokenizer does not belong to this model (use the model's own tokenizer files)")
+
+def _check_context(m, **lengths) -> int:
+    "Refuse a window longer than the model's context; return the context."
+    ctx = context_length(m)
+    for k, v in lengths.items():
+        if v > ctx: raise ArgError(k, f"{{arg}} {v} is longer than the model's context ({ctx} tokens): pass {{arg}} <= {ctx}")
+    return ctx
+
+# %% ../nbs/10_experiment.ipynb #9bdc2708
+@dataclass
+class Plan:
+    "A bench before its weights load: settings and fingerprints, the tokenizer, the windows, the model's skeleton."
+    name:str # the model as given: 'stories260K', a hub id, a folder (or the in-memory model's name)
+    skeleton:torch.nn.Module # on the meta device, or the real model when it is already in memory
+    tokenizer:object; calib:object; windows:dict
+    settings:dict # model, weights, dtype, device, eval_seqlen, max_windows, eval_windows, corpora, sources
+    loaded:bool=False # whether `skeleton` holds the weights
+
+# %% ../nbs/10_experiment.ipynb #219121b6
+def _source(model, tokenizer) -> tuple:
+    "(name, skeleton or model, tokenizer, fingerprint, loaded) for a model name, a folder or an in-memory model."
+    if isinstance(model, torch.nn.Module):
+        if tokenizer is None: raise ArgError('tokenizer', "{arg}: an in-memory model needs its tokenizer: pass tokenizer=")
+        name = getattr(model, 'name_or_path', '') or type(model).__name__
+        return name, model, tokenizer, _state_fp(model, tokenizer), True
+    if model == 'stories260K': # 260K parameters: loading it is the cheapest way to read its header
+        m, tok = load_model(model)
+        return model, m, tok, _files_fp({n: find_file(f'models/stories260K/{n}', hub=h) for n, h in _STORIES.items()}), True
+    cfg, tok, fp = _hf_source(str(model))
+    return str(model), _skeleton(cfg, model), tok, fp, False
+
+# %% ../nbs/10_experiment.ipynb #3ddd4c3f
+def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, or an in-memory causal LM (with `tokenizer`)
+               dtype:str='float32', # weights' dtype: float32, bfloat16, float16
+               device:str='cpu', # where the models live
+               calib:str|None=None, # calibration corpus (`wanda_nb.data.CORPORA`); preset default
+               calib_split:str|None=None, # its split (default: the corpus' default)
+               sampler:str='official', # 'official' (random document longer than seqlen) or 'concat'
+               nsamples:int|None=None, # calibration windows (None: the preset's)
+               seqlen:int|None=None, # calibration window length in tokens (None: the preset's)
+               seed:int=0, # calibration sampling seed
+               eval_seqlen:int|None=None, # evaluation window length in tokens (None: the preset's)
+               corpora=None, # evaluation corpora (their test split where they have one)
+               max_windows:int|None=-1, # evaluate only the first windows of each corpus (0 or None: all; -1: preset)
+               tokenizer=None, # the tokenizer of an in-memory `model`
+               runs=(), # `check_run` arguments (dicts) of the runs to come, checked once the model is read, before the data
+              ) -> Plan:
+    "Read the model's configuration, tokenizer and data, and check every setting against them, before any weights load."
+    name = model if isinstance(model, str) else getattr(model, 'name_or_path', '') or type(model).__name__
+    s = _settings(name, dtype, device, calib, calib_split, sampler, nsamples, seqlen, seed, eval_seqlen, corpora, max_windows)
+    name, skel, tok, fp, loaded = _source(model, tokenizer)
+    try: decoder_blocks(skel); check_layer_types(skel)
+    except ValueError as e: raise ArgError('model', f"{{arg}} {name}: {e}") from None
+    for r in runs: check_run(skel, **r)
+    ctx = _check_context(skel, seqlen=s['seqlen'], eval_seqlen=s['eval_seqlen'])
+    V = skel.get_input_embeddings().num_embeddings # rows of the embedding: every token id must have one
+    win, fps, src = {}, {}, {}
+    for c in s['corpora']:
+        corpus = load_corpus(c, 'test' if 'test' in CORPORA[c]['splits'] else None)
+        win[c] = eval_windows(corpus, tok, s['eval_seqlen'], max_windows=s['max_windows']) # (n, eval_seqlen)
+        _check_ids(win[c], V, f'corpus {c}')
+        fps[c] = dict(split=corpus.split, sha256=corpus.meta.get('sha256') or _sha(corpus.rows), windows=_sha(win[c]))
+        src[c] = corpus.source
+    corpus = load_corpus(s['calib'], s['calib_split'])
+    cal = calib_windows(corpus, tok, nsamples=s['nsamples'], seqlen=s['seqlen'], seed=s['seed'], sampler=s['sampler'],
+                        max_len=ctx)
+    _check_ids(cal.ids, V, f"calibration corpus {s['calib']}")
+    cal.meta |= dict(sha256=corpus.meta.get('sha256') or _sha(corpus.rows))
+    mine = isinstance(model, torch.nn.Module) # an in-memory model keeps its own dtype
+    dt = str(next(skel.parameters()).dtype).removeprefix('torch.') if mine else s['dtype']
+    settings = dict(model=name, weights=fp, dtype=dt, device=s['device'], eval_seqlen=s['eval_seqlen'],
+                    max_windows=s['max_windows'],
+                    eval_windows={c: len(w) for c, w in win.items()}, corpora=fps, sources=src)
+    return Plan(name, skel, tok, cal, win, settings, loaded)
+
+# %% ../nbs/10_experiment.ipynb #cf8cc2e7
 _CACHE_GB = 2. # dense log-probs kept in memory per corpus up to this size; beyond it, the dense model runs side by side
 
 @dataclass
@@ -43,91 +280,126 @@ class Bench:
     calib:object; windows:dict; settings:dict
     dense_lp:dict = field(default_factory=dict) # corpus -> dense log-probs (n, seqlen-1, V), when small enough to keep
 
-# %% ../nbs/10_experiment.ipynb #4d013fb3
-def _settings(model, seqlen, eval_seqlen, corpora, calib, nsamples, max_windows) -> dict:
-    "The bench's settings: the preset's where an argument is None (max_windows=-1: the preset's; 0: all)."
-    p = preset(model)
-    s = dict(seqlen=seqlen or p['seqlen'], eval_seqlen=eval_seqlen or p['eval_seqlen'], corpora=tuple(corpora or p['corpora']),
-             calib=calib or p['calib'], nsamples=nsamples or p['nsamples'],
-             max_windows=p['max_windows'] if max_windows == -1 else (max_windows or None))
-    for c in (*s['corpora'], s['calib']):
-        if c not in CORPORA: raise ValueError(f"unknown corpus {c!r}: valid corpora are {', '.join(CORPORA)}")
-    return s
+@contextmanager
+def _bar(model, total:int, desc:str, on:bool):
+    "A tqdm bar over windows, advanced by a forward hook on `model` (off unless `on`)."
+    bar = tqdm(total=total, desc=desc, unit='window', disable=not on, leave=False, file=sys.stderr)
+    def step(mod, args, kwargs, out): bar.update(len(kwargs.get('input_ids', args[0] if args else ())))
+    h = model.register_forward_hook(step, with_kwargs=True)
+    try: yield
+    finally: h.remove(); bar.close()
 
-def _check_context(m, **lengths) -> int:
-    "Refuse a window longer than the model's context; return the context."
-    ctx = context_length(m)
-    for k, v in lengths.items():
-        if v > ctx: raise ValueError(f"{k}={v} is longer than the model's context ({ctx} tokens): pass --{k.replace('_', '-')} <= {ctx}")
-    return ctx
-
-# %% ../nbs/10_experiment.ipynb #84a8324a
-def bench(model:str='stories260K', # 'stories260K', a hub id or a local folder
-          dtype:str='float32', # weights' dtype: float32, bfloat16, float16
-          device:str='cpu', # where the models live
-          calib:str|None=None, # calibration corpus (`wanda_nb.data.CORPORA`); preset default
-          calib_split:str|None=None, # its split (default: the corpus' default)
-          sampler:str='official', # 'official' (random document longer than seqlen) or 'concat'
-          nsamples:int|None=None, # calibration windows
-          seqlen:int|None=None, # calibration window length (tokens)
-          seed:int=0, # calibration sampling seed
-          eval_seqlen:int|None=None, # evaluation window length (tokens)
-          corpora=None, # evaluation corpora (their test split where they have one)
-          max_windows:int|None=-1, # evaluate only the first windows of each corpus (0 or None: all; -1: preset)
-         ) -> Bench:
-    "Load `model` and prepare calibration and evaluation windows under explicit, recorded settings."
-    s = _settings(model, seqlen, eval_seqlen, corpora, calib, nsamples, max_windows)
-    if dtype not in ('float32', 'bfloat16', 'float16'): raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-    m, tok = load_model(model, dtype=getattr(torch, dtype), device=device)
-    ctx = _check_context(m, seqlen=s['seqlen'], eval_seqlen=s['eval_seqlen'])
-    cal = calib_windows(load_corpus(s['calib'], calib_split), tok, nsamples=s['nsamples'], seqlen=s['seqlen'], seed=seed,
-                        sampler=sampler, max_len=ctx)
-    win = {c: eval_windows(load_corpus(c, 'test' if 'test' in CORPORA[c]['splits'] else None), tok, s['eval_seqlen'],
-                           max_windows=s['max_windows']) for c in s['corpora']}
-    settings = dict(model=model, dtype=dtype, device=device, eval_seqlen=s['eval_seqlen'], max_windows=s['max_windows'],
-                    eval_windows={c: len(w) for c, w in win.items()})
-    b = Bench(model, m, copy.deepcopy(m).eval(), tok, cal, win, settings)
-    for c, w in win.items(): # one dense pass per corpus, reused by every run, when it fits in `_CACHE_GB`
-        if w.numel() * m.config.vocab_size * 4 / 2**30 <= _CACHE_GB: b.dense_lp[c] = dense_logprobs(b.dense, w)
+# %% ../nbs/10_experiment.ipynb #06a5fbb8
+def load_bench(p:Plan, # from `plan_bench`
+               batch_size:int=8, # windows per forward pass of the dense model
+               progress:bool=False, # bars over the dense model's evaluation windows
+              ) -> Bench:
+    "Load the weights of a plan, refuse non-finite weights or activations, and compute the dense log-probabilities."
+    s = p.settings
+    if not p.loaded: m = load_model(p.name, dtype=getattr(torch, s['dtype']), device=s['device'])[0]
+    else: m = p.skeleton.to(device=s['device'], dtype=getattr(torch, s['dtype']))
+    check_finite(m, fix="the checkpoint is damaged or comes from a diverged run: use intact weights "
+                        "(pruning would hide or spread them)")
+    check_activations(m, p.calib.ids, batch_size)
+    b = Bench(p.name, m, copy.deepcopy(m).eval(), p.tokenizer, p.calib, p.windows, s)
+    for c, w in p.windows.items(): # one dense pass per corpus, reused by every run, when it fits in `_CACHE_GB`
+        if w.numel() * m.config.vocab_size * 4 / 2**30 <= _CACHE_GB:
+            with _bar(b.dense, len(w), f'dense {c}', progress): b.dense_lp[c] = dense_logprobs(b.dense, w, batch_size)
     return b
 
-# %% ../nbs/10_experiment.ipynb #068dffc5
+@delegates(plan_bench)
+def bench(model='stories260K', dtype:str='float32', device:str='cpu', batch_size:int=8, progress:bool=False,
+          **kwargs) -> Bench:
+    "Load `model` and prepare calibration and evaluation windows under explicit, recorded, checked settings."
+    return load_bench(plan_bench(model, dtype, device, **kwargs), batch_size, progress)
+
+# %% ../nbs/10_experiment.ipynb #324febb6
+def check_run(p, # a plan, a bench, or the model (a skeleton) the run will use
+              method:str, sparsity:float=0.5, structure:str='unstructured', group:str|None=None, # as in `run_one`
+              allocation='uniform', options:dict|None=None, # as in `run_one`
+             ):
+    "Refuse a run whose method, sparsity, structure, group, options or allocation cannot work on this model."
+    try: nm = parse_structure(structure)
+    except ValueError as e: raise ArgError('structure', f"{{arg}}: {e}") from None
+    if method == 'dense': return
+    try: m = get_method(method)
+    except ValueError as e: raise ArgError('method', f"{{arg}}: {e}") from None
+    if not nm:
+        try: check_sparsity(sparsity)
+        except ValueError as e: raise ArgError('sparsity', f"{{arg}}: {e}") from None
+    for arg, fn in (('group', lambda: method_group(m, group, nm)), ('options', lambda: method_options(m, options))):
+        try: fn()
+        except ValueError as e: raise ArgError(arg, f"{{arg}}: {e}") from None
+    bad = lambda why: ArgError('allocation', f"{{arg}} {why}")
+    if isinstance(allocation, str) and allocation not in ALLOCATIONS:
+        raise bad(f"{allocation!r}: unknown allocation: choose from {', '.join(ALLOCATIONS)}")
+    if nm and allocation != 'uniform':
+        raise bad(f"{allocation}: N:M ({structure}) fixes every layer's sparsity at N/M: use {{arg}} uniform for N:M runs")
+    if allocation == 'global' and m.needs != 'none': raise bad(
+        f"global ranks all layers together, which only a method that needs no activations (magnitude) may do, not {method}")
+    if nm: _check_widths(p, nm, structure)
+
+def _check_widths(p, nm, structure):
+    "Every decoder linear's input width must be a multiple of M."
+    model = p.skeleton if isinstance(p, Plan) else p.model if isinstance(p, Bench) else p
+    widths = {l.full: l.weight.shape[1] for l in decoder_linears(model)}
+    if bad := [(n, w) for n, w in widths.items() if w % nm[1]]:
+        g = reduce(gcd, widths.values())
+        raise ArgError('structure', f"{{arg}} {structure} needs every linear's input width divisible by {nm[1]}, but {bad[0][0]} "
+                                    f"has {bad[0][1]}: choose M among the divisors of {g} (e.g. 2:4 when 4 divides it)")
+
+# %% ../nbs/10_experiment.ipynb #ce4b53b6
+_CALIB_ID = ('corpus', 'split', 'sampler', 'nsamples', 'seqlen', 'seed', 'sha256')
+
 def run_config(b:Bench, # the bench the run uses
                method:str, # 'dense', a registered method, or a label for custom masks (e.g. 'hybrid')
                sparsity:float, structure:str, group:str|None, # what `prune_model` resolves
                experiment:str='main', # which study
                extra:dict|None=None, # study-specific configuration
-               evals=('ppl', 'kl'), # what is measured
                prune_kw:dict|None=None, # prune_model's other arguments (allocation, options, flags)
-               tasks=None, limit=None, # zero-shot tasks and per-task item limit
+               limit=None, # zero-shot's per-task item limit (None: all; another limit is another run)
                calib=None, # the run's calibration set (None: the bench's)
                uses_calib:bool=True, # whether the run reads calibration data
-              ) -> dict: # the configuration fields of the record
-    "The configuration fields of a run's record (what makes two runs the same run)."
-    calib = dict((calib or b.calib).meta) if uses_calib else None
-    extra = dict(extra or {}, evals=sorted(evals), eval_windows=b.settings['eval_windows'],
+              ) -> dict: # the arguments of `run_record` for this run
+    "The configuration fields of a run's record (what makes two runs the same run) and its provenance."
+    cal = calib or b.calib
+    calibration = {k: cal.meta.get(k) for k in _CALIB_ID} | dict(windows=_sha(cal.ids)) if uses_calib else None
+    extra = dict(extra or {}, eval_windows=b.settings['eval_windows'],
                  **{k: v for k, v in (prune_kw or {}).items() if v not in (None, False, 'uniform')})
-    if 'zeroshot' in evals: extra |= dict(tasks=list(tasks or TASKS), limit=limit) # another limit is another run
-    return dict(experiment=experiment, model=b.name, method=method, sparsity=float(sparsity), structure=structure,
-                group=group, calibration=calib, eval_seqlen=b.settings['eval_seqlen'], dtype=b.settings['dtype'],
-                device=b.settings['device'], extra=extra)
+    if limit is not None: extra['limit'] = limit
+    prov = dict(corpora=b.settings['sources'], **({'calibration': {k: v for k, v in cal.meta.items() if k not in _CALIB_ID}}
+                                                   if uses_calib else {}))
+    return dict(experiment=experiment, model=b.name, weights=b.settings['weights'], method=method, sparsity=float(sparsity),
+                structure=structure, group=group, calibration=calibration, corpora=b.settings['corpora'],
+                eval_seqlen=b.settings['eval_seqlen'], dtype=b.settings['dtype'], device=b.settings['device'], extra=extra,
+                provenance=prov)
 
-# %% ../nbs/10_experiment.ipynb #fab4bcfe
+# %% ../nbs/10_experiment.ipynb #a29ceff6
 def measure(b:Bench, # the bench; its working model is measured
             evals=('ppl', 'kl'), # any of 'ppl', 'kl', 'zeroshot'
             tasks=None, limit=None, # zero-shot tasks and per-task item limit
             batch_size:int=8, # windows per forward pass
+            progress:bool=False, # bars over windows and tasks
            ) -> dict: # metrics: ppl, kl, kl_detail, kl_windows, nll_windows (per corpus), zeroshot, achieved_sparsity
     "Perplexity, KL to dense (with per-window means) and zero-shot accuracy of the bench's working model."
     m = {}
     if 'kl' in evals:
-        d = {c: kl_to_dense(b.model, b.dense_lp.get(c, b.dense), w, batch_size) for c, w in b.windows.items()}
+        d = {}
+        for c, w in b.windows.items():
+            with _bar(b.model, len(w), f'KL {c}', progress):
+                d[c] = kl_to_dense(b.model, b.dense_lp.get(c, b.dense), w, batch_size)
         m['kl'] = {c: r['kl'] for c, r in d.items()}
         m['kl_detail'] = {c: {k: r[k] for k in ('kl_median', 'kl_p99', 'top1_agree', 'n_tokens')} for c, r in d.items()}
         m['kl_windows'], m['nll_windows'] = ({c: r[k] for c, r in d.items()} for k in ('kl_windows', 'nll_windows'))
         if 'ppl' in evals: m['ppl'] = {c: r['ppl'] for c, r in d.items()}
-    elif 'ppl' in evals: m['ppl'] = {c: perplexity(b.model, w, batch_size)['ppl'] for c, w in b.windows.items()}
-    if 'zeroshot' in evals: m['zeroshot'] = zeroshot(b.model, b.tokenizer, tasks=tasks or TASKS, limit=limit)['tasks']
+    elif 'ppl' in evals:
+        m['ppl'] = {}
+        for c, w in b.windows.items():
+            with _bar(b.model, len(w), f'ppl {c}', progress): m['ppl'][c] = perplexity(b.model, w, batch_size)['ppl']
+    if 'zeroshot' in evals:
+        m['zeroshot'] = {}
+        for t in tqdm(list(tasks or TASKS), 'zero-shot', unit='task', disable=not progress, leave=False, file=sys.stderr):
+            m['zeroshot'] |= zeroshot(b.model, b.tokenizer, tasks=[t], limit=limit)['tasks']
     return m | dict(achieved_sparsity=model_sparsity(b.model)['linear'])
 
 # %% ../nbs/10_experiment.ipynb #cfde4d80
@@ -146,14 +418,43 @@ def _steps_config(steps) -> list:
     return [dict(name=st.name, when=st.when, **st.config) for st in steps]
 
 # %% ../nbs/10_experiment.ipynb #07486827
-def _prune(b:Bench, method, sparsity, nm, structure, group, masks, calib, batch_size, prune_kw) -> tuple:
+def _prune(b:Bench, method, sparsity, nm, structure, group, masks, calib, batch_size, progress, prune_kw) -> tuple:
     "Prune the working model (or apply `masks`); return (timings, the `PruneReport` or None)."
     t, rep = time.time(), None
     if masks is not None: apply_masks(b.model, masks(b) if callable(masks) else masks)
     elif method != 'dense':
         rep = prune_model(b.model, calib or b.calib, method=method, sparsity=None if nm else sparsity, structure=structure,
-                          group=group, batch_size=batch_size, progress=False, **prune_kw)
+                          group=group, batch_size=batch_size, progress=progress, **prune_kw)
     return (rep.timings if rep else {}) | dict(prune_total=time.time() - t), rep
+
+def _resolve(b, method, sparsity, structure, group, experiment, extra, limit, calib, masks, steps, prune_kw) -> tuple:
+    "(record configuration, N:M pair, sparsity, structure, group, prune_kw) of a run, resolved as `run_one` runs it."
+    nm = parse_structure(structure)
+    sparsity = 0.0 if method == 'dense' else nm[0] / nm[1] if nm else check_sparsity(sparsity)
+    if method == 'dense': structure = 'unstructured'
+    m = None if method == 'dense' or masks is not None else get_method(method)
+    group = group if m is None else (group or m.groups[0])
+    if m is not None and m.options: prune_kw = prune_kw | dict(options=method_options(m, prune_kw.get('options')))
+    uses = calib is not None if masks is not None else m is not None and (m.needs != 'none' or prune_kw.get('allocation') == 'owl')
+    if steps: extra = dict(extra or {}, steps=_steps_config(steps))
+    cfg = run_config(b, method, sparsity, structure, group, experiment, extra, prune_kw, limit, calib, uses)
+    return cfg, nm, sparsity, structure, group, prune_kw
+
+def _missing(rec:dict, evals, tasks) -> tuple:
+    "(evaluations, zero-shot tasks) asked for that `rec` lacks."
+    ts = [t for t in (tasks or TASKS) if t not in rec['metrics'].get('zeroshot', {})] if 'zeroshot' in evals else []
+    return [e for e in evals if e in ('ppl', 'kl') and e not in rec['metrics']] + (['zeroshot'] if ts else []), ts
+
+def _completed(old:dict, metrics:dict, timings:dict, save) -> dict:
+    "`old` extended with the metrics it lacked, and a note of the completion."
+    new = {k: v for k, v in metrics.items() if k not in old['metrics']}
+    z = {t: r for t, r in metrics.get('zeroshot', {}).items() if t not in old['metrics'].get('zeroshot', {})}
+    merged = old['metrics'] | new | ({'zeroshot': old['metrics'].get('zeroshot', {}) | z} if z else {})
+    env = environment()
+    note = dict(date=env['date'], git=env['git'], added=sorted(set(new) - {'zeroshot'}) + [f'zeroshot.{t}' for t in z],
+                saved=None if save is None else str(save),
+                same_sparsity=metrics['achieved_sparsity'] == old['metrics'].get('achieved_sparsity'), seconds=timings)
+    return old | dict(metrics=merged, completed=old.get('completed', []) + [note])
 
 # %% ../nbs/10_experiment.ipynb #c622988a
 def run_one(b:Bench, # from `bench`
@@ -171,31 +472,43 @@ def run_one(b:Bench, # from `bench`
             masks=None, # {full linear name: bool mask} (or a callable (bench) -> it) applied instead of pruning
             layers=None, # rows for metrics.layers: a list, or a callable (bench, PruneReport|None) -> list, after pruning
             steps=(), # `Step`s applied before or after pruning (recovery, quantization); recorded
+            progress:bool=False, # bars over blocks while pruning, over windows and tasks while evaluating
             **prune_kw, # passed to `prune_model`: allocation, owl_m, owl_lambda, options, true_sequential, ...
-           ) -> dict: # the record
+           ) -> dict: # the record; `reused` = {id, added[, saved]} when it was found in `out` (and completed)
     "Restore the dense weights, prune with `method` (or apply `masks`), evaluate against dense, and record the run."
-    nm = parse_structure(structure)
-    sparsity = 0.0 if method == 'dense' else nm[0] / nm[1] if nm else check_sparsity(sparsity)
-    if method == 'dense': structure = 'unstructured'
-    m = None if method == 'dense' or masks is not None else get_method(method)
-    group = group if m is None else (group or m.groups[0])
-    if m is not None and m.options: prune_kw = prune_kw | dict(options=method_options(m, prune_kw.get('options')))
-    uses = calib is not None if masks is not None else m is not None and (m.needs != 'none' or prune_kw.get('allocation') == 'owl')
-    if steps: extra = dict(extra or {}, steps=_steps_config(steps))
-    cfg = run_config(b, method, sparsity, structure, group, experiment, extra, evals, prune_kw, tasks, limit, calib, uses)
-    if out is not None and (r := find_record(out, **cfg)) is not None: return r
+    cfg, nm, sparsity, structure, group, prune_kw = _resolve(b, method, sparsity, structure, group, experiment, extra, limit,
+                                                             calib, masks, steps, prune_kw)
+    old = find_record(out, **cfg) if out is not None else None
+    evals, tasks = _missing(old, evals, tasks) if old is not None else (list(evals), tasks)
+    if old is not None and not evals and save is None: return old | dict(reused=dict(id=old['id'], added=[]))
     if save is not None and Path(save).exists():
-        raise FileExistsError(f"{save} exists: choose another --save folder (a saved model is never overwritten)")
+        raise ArgError('save', f"{{arg}} {save} exists: choose another folder (a saved model is never overwritten)")
     b.model.load_state_dict(b.dense.state_dict())
     done = {st.name: st.fn(b, None) for st in steps if st.when == 'before'}
-    timings, rep = _prune(b, method, sparsity, nm, structure, group, masks, calib, batch_size, prune_kw)
+    timings, rep = _prune(b, method, sparsity, nm, structure, group, masks, calib, batch_size, progress, prune_kw)
     done |= {st.name: st.fn(b, rep) for st in steps if st.when == 'after'}
-    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size) | done; timings['eval'] = time.time() - t
+    check_finite(b.model, f" after {method}{' and ' + ', '.join(done) if done else ''}", "the method or a step produced them")
+    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size, progress) | done
+    timings['eval'] = time.time() - t
     if layers is not None: metrics['layers'] = layers(b, rep) if callable(layers) else list(layers)
     if save is not None: b.model.save_pretrained(save); b.tokenizer.save_pretrained(save)
+    if old is not None:
+        rec = _completed(old, metrics, timings, save); complete_record(rec, out)
+        note = rec['completed'][-1]
+        return rec | dict(reused=dict(id=old['id'], added=note['added'], saved=note['saved']))
     rec = run_record(**cfg, metrics=metrics, timings=timings)
-    if out is not None: save_record(rec, out)
+    if out is not None: save_record(rec, out, exist_ok=True) # a concurrent writer of the same run: keep the first
     return rec
+
+# %% ../nbs/10_experiment.ipynb #58cbdbcd
+def find_run(b:Plan|Bench, method:str='wanda', sparsity:float=0.5, structure:str='unstructured', group:str|None=None,
+             evals=('ppl', 'kl'), tasks=None, limit=None, out=None, experiment:str='main', extra:dict|None=None,
+             calib=None, masks=None, steps=(), **prune_kw) -> dict|None: # the arguments of `run_one`
+    "The record `run_one` would return from `out` without running anything (marked `reused`), or None if it would run."
+    if out is None: return None
+    cfg = _resolve(b, method, sparsity, structure, group, experiment, extra, limit, calib, masks, steps, prune_kw)[0]
+    old = find_record(out, **cfg)
+    return None if old is None or _missing(old, evals, tasks)[0] else old | dict(reused=dict(id=old['id'], added=[]))
 
 # %% ../nbs/10_experiment.ipynb #207b566b
 def table(records:list) -> pd.DataFrame:

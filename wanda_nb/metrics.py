@@ -35,14 +35,23 @@ def _check_windows(model, windows:torch.Tensor):
     if windows.shape[1] > (ctx := context_length(model)):
         raise ValueError(f"seqlen={windows.shape[1]} exceeds the model's context length {ctx}: build the windows with seqlen <= {ctx}")
 
+def _finite(logits, model, i:int) -> torch.Tensor:
+    "`logits` of the batch starting at window `i`, refused with the likely cause when any is NaN or infinite."
+    if bool(torch.isfinite(logits).all()): return logits
+    dt = next(model.parameters()).dtype
+    why = ("float16 overflows: load the model in bfloat16 or float32" if dt == torch.float16 else
+           "its weights or activations are not finite (a damaged checkpoint, or what pruning or a later step did)")
+    raise ValueError(f"the model produced NaN/inf logits on windows {i}–{i + len(logits) - 1} ({str(dt).removeprefix('torch.')}): "
+                     f"{why}; no metric is computed from them")
+
 def _logprobs(model, windows, batch_size=8, device=None):
-    "Yield (targets (b, T-1) int64, log-probs (b, T-1, V) float32) batch by batch."
+    "Yield (targets (b, T-1) int64, log-probs (b, T-1, V) float32) batch by batch; non-finite logits are refused."
     _check_windows(model, windows)
     device = device or next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(windows), batch_size):
-            x = windows[i:i + batch_size].to(device)               # (b, T)
-            logits = model(input_ids=x).logits[:, :-1].float()     # (b, T-1, V): predicts x[:, 1:]
+            x = windows[i:i + batch_size].to(device)                               # (b, T)
+            logits = _finite(model(input_ids=x).logits[:, :-1].float(), model, i)  # (b, T-1, V): predicts x[:, 1:]
             yield x[:, 1:], logits.log_softmax(-1)
 
 # %% ../nbs/07_metrics.ipynb #96f0aa60
@@ -57,8 +66,6 @@ def perplexity(model, # a causal LM returning `.logits`
         nll += -lp.gather(-1, y[..., None]).double().sum().cpu()   # sum over (b, T-1) tokens
         n += y.numel()
     mean = (nll / n).item()
-    if not math.isfinite(mean):
-        raise ValueError(f"mean loss is {mean}: the model produced NaN/inf logits (fp16 overflow? load it with dtype=torch.bfloat16 or float32)")
     return dict(ppl=math.exp(mean), mean_nll=mean, n_tokens=n, n_windows=len(windows), seqlen=windows.shape[1])
 
 # %% ../nbs/07_metrics.ipynb #b2ff8635
@@ -89,7 +96,7 @@ def kl_to_dense(model, # the pruned model
         kls.append((lp.exp() * (lp - lq)).sum(-1).double().cpu())           # (b, T-1)
         agree += (lp.argmax(-1) == lq.argmax(-1)).sum().item()
     kl, nll = torch.cat(kls), torch.cat(nlls)                                # (N, T-1) each
-    if not torch.isfinite(kl).all(): raise ValueError("KL is not finite: a model produced NaN/inf logits (fp16 overflow? use dtype=torch.bfloat16 or float32)")
+    if not torch.isfinite(kl).all(): raise ValueError("KL is not finite: the cached dense log-probs hold NaN/inf; compute them with dense_logprobs")
     mean, flat = (tot / nll.numel()).item(), kl.flatten().numpy()
     return dict(kl=float(flat.mean()), kl_median=float(np.median(flat)), kl_p99=float(np.quantile(flat, 0.99)),
                 top1_agree=agree / flat.size, n_tokens=int(flat.size), ppl=math.exp(mean), mean_nll=mean,

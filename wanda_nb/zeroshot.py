@@ -7,6 +7,7 @@ __all__ = ['TASKS', 'check_tasks', 'task_rows', 'offline_task_yaml', 'offline_ta
 
 # %% ../nbs/08_zeroshot.ipynb #a4ccd5ec
 import contextlib, io, json, logging, math, os, re, tempfile
+import torch
 from collections import Counter
 from pathlib import Path
 
@@ -187,6 +188,18 @@ def _summary(res:dict, t:str, task, offline:bool) -> dict:
                 **_chance(task, n['effective']), data=src, **({'note': _NOTES[t]} if offline and t in _NOTES else {}))
 
 # %% ../nbs/08_zeroshot.ipynb #b450e284
+def _refuse_nonfinite(model):
+    "Register a forward hook on `model` that raises on NaN/inf logits; return its handle."
+    def hook(mod, args, out):
+        lg = getattr(out, 'logits', out[0] if isinstance(out, (tuple, list)) else out)
+        if isinstance(lg, torch.Tensor) and not bool(torch.isfinite(lg).all()):
+            dt = next(model.parameters()).dtype
+            raise ValueError(f"the model produced NaN/inf logits during zero-shot evaluation ({str(dt).removeprefix('torch.')}): "
+                             + ("float16 overflows: load it in bfloat16 or float32" if dt == torch.float16 else
+                                "its weights or activations are not finite") + "; no accuracy is computed from them")
+    return model.register_forward_hook(hook)
+
+# %% ../nbs/08_zeroshot.ipynb #c00a7a80
 def zeroshot(model, # an in-memory `transformers.PreTrainedModel` (causal LM), pruned or not
              tokenizer, # its tokenizer (needs a pad token for batching)
              tasks=TASKS, # subset of `TASKS`
@@ -207,10 +220,11 @@ def zeroshot(model, # an in-memory `transformers.PreTrainedModel` (causal LM), p
     with tempfile.TemporaryDirectory() as d, _quiet(verbose):
         tm = offline_tasks(tasks, d) if offline else TaskManager()
         loaded = tm.load(list(tasks))['tasks']
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-        res = lm_eval.simple_evaluate(lm, tasks=[loaded[t] for t in tasks], num_fewshot=num_fewshot, limit=limit,
-                                      task_manager=tm, log_samples=False, random_seed=seed, numpy_random_seed=seed,
-                                      torch_random_seed=seed, fewshot_random_seed=seed)
+        lm, hook = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), _refuse_nonfinite(model)
+        try: res = lm_eval.simple_evaluate(lm, tasks=[loaded[t] for t in tasks], num_fewshot=num_fewshot, limit=limit,
+                                           task_manager=tm, log_samples=False, random_seed=seed, numpy_random_seed=seed,
+                                           torch_random_seed=seed, fewshot_random_seed=seed)
+        finally: hook.remove()
         out = dict(lm_eval_version=lm_eval.__version__, offline=offline, limit=limit, num_fewshot=num_fewshot, seed=seed,
                    batch_size=batch_size, tasks={t: _summary(res, t, loaded[t], offline) for t in tasks})
     if raw: out['raw'] = json.loads(json.dumps({k: v for k, v in res.items() if k != 'samples'}, default=str))
