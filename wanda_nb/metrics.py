@@ -48,11 +48,12 @@ def _logprobs(model, windows, batch_size=8, device=None):
     "Yield (targets (b, T-1) int64, log-probs (b, T-1, V) float32) batch by batch; non-finite logits are refused."
     _check_windows(model, windows)
     device = device or next(model.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(windows), batch_size):
+    for i in range(0, len(windows), batch_size):
+        with torch.no_grad(): # entered and left within the step: a suspended generator never holds grad mode off
             x = windows[i:i + batch_size].to(device)                               # (b, T)
             logits = _finite(model(input_ids=x).logits[:, :-1].float(), model, i)  # (b, T-1, V): predicts x[:, 1:]
-            yield x[:, 1:], logits.log_softmax(-1)
+            lp = logits.log_softmax(-1)
+        yield x[:, 1:], lp
 
 # %% ../nbs/07_metrics.ipynb #96f0aa60
 def perplexity(model, # a causal LM returning `.logits`

