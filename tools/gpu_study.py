@@ -62,8 +62,8 @@ def main():
     except Exception: say('error:\n' + traceback.format_exc())
     finally:
         signal.alarm(0)
-        (out/'gpu_study.log.json').parent.mkdir(parents=True, exist_ok=True)
-        (out/'gpu_study.log.json').write_text(json.dumps(dict(argv=sys.argv, commit=a.commit, log=log), indent=1))
+        (out/'gpu_study.log').parent.mkdir(parents=True, exist_ok=True)
+        (out/'gpu_study.log').write_text(json.dumps(dict(argv=sys.argv, commit=a.commit, log=log), indent=1))
         with tarfile.open(out.parent/'records.tar.gz', 'w:gz') as tf: tf.add(out, arcname='results')
         n = sum(1 for _ in out.rglob('*.json'))
         print(f"packed {n} files into {out.parent/'records.tar.gz'}", flush=True)

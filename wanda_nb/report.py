@@ -75,7 +75,8 @@ class _Ctx:
     def default_group(self, d:pd.DataFrame) -> pd.DataFrame:
         "Each method in its default comparison group (the registry's first), dense kept."
         from wanda_nb.methods import METHODS
-        ok = [m == 'dense' or m not in METHODS or g == METHODS[m].groups[0] or (g is None and METHODS[m].groups[0] is None)
+        none = lambda g: g is None or (isinstance(g, float) and g != g)
+        ok = [m == 'dense' or m not in METHODS or g == METHODS[m].groups[0] or (none(g) and METHODS[m].groups[0] is None)
               for m, g in zip(d['method'], d['group'])]
         return d[ok]
 

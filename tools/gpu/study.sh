@@ -6,4 +6,4 @@ export PYTHONPATH=/tmp/site:$PWD WANDA_NB_SMOLLM2_GGUF=/tmp/gpu/SmolLM2-135M-Ins
 mkdir -p /tmp/gpu/results
 [ -f /tmp/gpu/records.tar.gz ] && tar -xzf /tmp/gpu/records.tar.gz -C /tmp/gpu --skip-old-files 2>/dev/null
 python3 tools/gpu_study.py --model SmolLM2-135M --out /tmp/gpu/results --commit $1 --budget-s $2 --plan $3 2>&1 | grep -v "Loading weights" | tail -60
-cp /tmp/gpu/records.tar.gz $OUT/records.tar.gz; cp /tmp/gpu/results/gpu_study.log.json $OUT/ 2>/dev/null; ls -la $OUT
+cp /tmp/gpu/records.tar.gz $OUT/records.tar.gz; cp /tmp/gpu/results/gpu_study.log $OUT/ 2>/dev/null; ls -la $OUT
