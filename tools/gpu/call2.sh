@@ -1,8 +1,12 @@
 #!/bin/bash
-# GPU call 2 of 3 (carry .gpu/b .gpu/data1): join and check SmolLM2's GGUF, install the wheels, convert it, put the
-# offline corpora in /tmp/gpu/data, then the headline studies. Usage: bash tools/gpu/call2.sh <commit> <budget_s> <plan>
+# GPU call 2 of 4 (carry .gpu/p2), on the machine of call 1: stash GGUF part 1, the task data and the other wheels,
+# then the inference-speed benchmark (issue 13). Usage: bash tools/gpu/call2.sh <commit> [budget_s]
 set -uo pipefail
-C=$1; BUDGET=$2; PLAN=$3
-bash .gpu/b/setup.sh || exit 3
-mkdir -p /tmp/gpu/data && cp -r .gpu/data1/* /tmp/gpu/data/
-bash tools/gpu/study.sh $C $BUDGET $PLAN
+[ -f /tmp/gpu/gg.part0 ] || { echo "fresh machine: run call 1 first"; exit 3; }
+cp .gpu/p2/gg.part1 /tmp/gpu/ && cp -r .gpu/p2/data/* /tmp/gpu/data/
+echo "3b79d767e21c77a1e81fd2731194ef46cc643c59497c699b0d5ea58a163d1cfe  /tmp/gpu/gg.part1" | sha256sum -c || exit 3
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/p2/whl/*.whl || exit 3
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDA_NB_COMMIT=$1 WANDA_NB_DATA=/tmp/gpu/data PYTHONUNBUFFERED=1
+mkdir -p $OUT/infer
+timeout 300 python3 benchmarks/infer_speed.py --commit $1 --out $OUT/infer --budget-s ${2:-200} 2>&1 | tail -45
+ls -la $OUT/*
