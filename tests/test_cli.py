@@ -158,6 +158,7 @@ BAD = {
     'options syntax': (['--method', 'ria', '--options', 'a'], ['--options takes key=value pairs']),
     'save with several runs': (['--save', 'x'], ['--save writes one pruned model, but 4 runs are asked for']),
     'missing folder': (['--model', './no/such/model'], ['--model ./no/such/model: no such folder']),
+    'unknown model name': (['--model', 'nosuchmodel'], ["--model nosuchmodel: Cannot load model 'nosuchmodel'"]),
     'hub id not cached': (['--model', 'nobody/no-such-model'], ['--model nobody/no-such-model: cannot read its configuration',
                                                                  'not in the Hugging Face cache']),
 }

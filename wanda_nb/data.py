@@ -59,6 +59,8 @@ def file_sha256(f) -> str:
     if big: _disk({key: _sha_cache[key]})
     return _sha_cache[key]
 
+_sha256 = file_sha256 # its former private name, still imported by `wanda_nb.models` on main: to be removed
+
 def _sums() -> dict:
     "`rel` → sha256 from the first `data/SHA256SUMS` found in a checkout (`{}` when there is none)."
     for r in _repo_roots():

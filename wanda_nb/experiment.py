@@ -214,6 +214,10 @@ class Plan:
     loaded:bool=False # whether `skeleton` holds the weights
 
 # %% ../nbs/10_experiment.ipynb #219121b6
+def _named(name:str) -> bool:
+    "Whether `name` is one `load_model` knows by name (stories260K, SmolLM2-135M, ...): no folder, no 'owner/model'."
+    return '/' not in name and not name.startswith(('.', '~')) and not Path(name).expanduser().is_dir()
+
 def _source(model, tokenizer) -> tuple:
     "(name, skeleton or model, tokenizer, fingerprint, loaded) for a model name, a folder or an in-memory model."
     if isinstance(model, torch.nn.Module):
@@ -223,6 +227,10 @@ def _source(model, tokenizer) -> tuple:
     if model == 'stories260K': # 260K parameters: loading it is the cheapest way to read its header
         m, tok = load_model(model)
         return model, m, tok, _files_fp({n: find_file(f'models/stories260K/{n}', hub=h) for n, h in _STORIES.items()}), True
+    if _named(str(model)): # a model `load_model` builds by name, from its own files: loaded, and known by its state
+        try: m, tok = load_model(str(model))
+        except (OSError, ValueError) as e: raise ArgError('model', f"{{arg}} {model}: {' '.join(str(e).split())}") from None
+        return str(model), m, tok, _state_fp(m, tok), True
     cfg, tok, fp = _hf_source(str(model))
     return str(model), _skeleton(cfg, model), tok, fp, False
 
