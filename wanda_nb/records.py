@@ -50,11 +50,14 @@ def _git() -> dict|None:
     "Commit and dirty flag of the checkout wanda_nb is imported from, or None outside a git checkout."
     root = Path(wanda_nb.__file__).resolve().parent.parent
     def run(*a): return subprocess.run(['git', '-C', str(root), *a], capture_output=True, text=True, timeout=10)
-    env = os.environ.get('WANDA_NB_COMMIT') # a copy of a commit without .git (a GPU machine): the caller vouches for it
+    # A copy of a commit made elsewhere (a GPU machine): the caller names the commit and vouches that the copy is clean.
+    # It wins over any .git the copy may sit in, which is not the checkout the files came from.
+    env = os.environ.get('WANDA_NB_COMMIT')
+    if env: return dict(commit=env, dirty=False, source='WANDA_NB_COMMIT: a copy of this commit')
     try: head = run('rev-parse', 'HEAD')
     except (OSError, subprocess.SubprocessError): head = None
     if head is None or head.returncode != 0 or not (root/'settings.ini').exists():
-        return dict(commit=env, dirty=False, source='WANDA_NB_COMMIT: a copy of this commit without .git') if env else None
+        return None
     return dict(commit=head.stdout.strip(), dirty=bool(run('status', '--porcelain', '--untracked-files=no').stdout.strip()))
 
 def environment() -> dict:

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Adopt the records a GPU call brought back (`records.tar.gz` from tools/gpu/study.sh) into `results/<model>/`.
+
+Two things the GPU copy cannot know are set here, and each change is written into the record's `provenance`:
+- `model`: a run made through `--model <converted folder>` names the folder; `--model-name` gives the short name
+  (`SmolLM2-135M`). The id does not change: a record with `weights` (its content fingerprint) is not identified by name.
+- `git`: the commit the call was made from (`--commit`, the one `gpu_study.py --commit` logged); a copy's own `.git`
+  is not the checkout the files came from (the device's copy sat in a stale one). Only with `--commit`.
+Nothing is overwritten: a record already present with the same id is left alone and reported.
+
+    python tools/adopt_gpu_records.py /work/.device/4/records.tar.gz --model-name SmolLM2-135M --commit 5d6123f...
+"""
+import argparse, json, sys, tarfile, tempfile
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from wanda_nb.records import record_id, _write
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('tar'); p.add_argument('--model-name', required=True); p.add_argument('--commit')
+    p.add_argument('--results', default='results')
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        with tarfile.open(a.tar) as t: t.extractall(d, filter='data')
+        files = [f for f in Path(d).rglob('*.json') if f.name != 'gpu_study.log']
+        new = kept = 0
+        for f in sorted(files):
+            rec = json.loads(f.read_text())
+            if not {'model', 'method', 'sparsity'} <= set(rec): continue
+            rid = rec['id']
+            assert record_id(rec) == rid, f"{f}: id {rid} does not match its content"
+            notes = {}
+            if rec['model'] != a.model_name:
+                notes['model'] = f"run as --model {rec['model']}; named {a.model_name} by tools/adopt_gpu_records.py"
+                rec['model'] = a.model_name
+            if a.commit and (rec.get('git') or {}).get('commit') != a.commit:
+                notes['git'] = f"recorded {rec.get('git')}; the call was made from commit {a.commit} (gpu_study --commit)"
+                rec['git'] = dict(commit=a.commit, dirty=False, source='gpu_study --commit (adopted)')
+            if notes: rec['provenance'] = (rec.get('provenance') or {}) | {'adopted': notes}
+            assert record_id(rec) == rid, f"{f}: renaming changed the id (a record without weights?)"
+            out = Path(a.results)/a.model_name/rec.get('experiment', 'main')/f'{rid}.json'
+            if out.exists(): kept += 1; continue
+            _write(rec, out); new += 1
+        print(f"{new} records adopted into {a.results}/{a.model_name}/, {kept} already there (left alone)")
+
+if __name__ == '__main__': main()
