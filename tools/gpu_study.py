@@ -40,6 +40,9 @@ def main():
     ap.add_argument('--nsamples', type=int, default=128); ap.add_argument('--seqlen', type=int, default=2048)
     ap.add_argument('--eval-seqlen', type=int, default=2048); ap.add_argument('--max-windows', type=int, default=0,
                     help='evaluation windows per corpus (0: all; smaller only for smoke tests, never for records)')
+    ap.add_argument('--tasks-methods', default='magnitude,wanda,sparsegpt,ria', help='the tasks study: methods, in priority order')
+    ap.add_argument('--tasks-settings', default='0.5:unstructured,0.5:2:4', help='the tasks study: sparsity:structure pairs')
+    ap.add_argument('--tasks-limit', type=int, default=0, help='the tasks study: first N items of each task (0: all; recorded)')
     a = ap.parse_args()
     t0, out, log = time.time(), Path(a.out), []
     os.environ['WANDA_NB_COMMIT'] = a.commit; os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
@@ -81,7 +84,10 @@ def _run(st, B, root, a, say):
                 for s, stc in ((0.5, 'unstructured'), (0.7, 'unstructured'), (0.5, '2:4')):
                     r = run_one(B, m, s, stc, calib=cal, out=root/'sweep', experiment='sweep', batch_size=bs)
                     say(f"  {m} {stc} {s} seed {seed}: ppl {r['metrics']['ppl']['wikitext2']:.3f} (prune {r['timings'].get('prune_total', 0):.1f} s, eval {r['timings'].get('eval', 0):.1f} s)")
-    elif st == 'tasks': tasks.study(B, root/'tasks', seeds=(0,), batch_size=bs)
+    elif st == 'tasks':
+        settings = [(float(x.split(':', 1)[0]), x.split(':', 1)[1]) for x in a.tasks_settings.split(',')]
+        tasks.study(B, root/'tasks', methods=a.tasks_methods.split(','), settings=settings, seeds=(0,),
+                    limit=a.tasks_limit or None, batch_size=bs)
     elif st == 'why': why.study(B, root/'why', block_hybrids=a.block_hybrids)
     elif st == 'layerwise': layerwise.study(B, root/'layerwise')
     elif st == 'calibration':

@@ -14,4 +14,4 @@ t = time.time(); m, tok = load_model('SmolLM2-135M', device='cuda')
 ids = tok('The capital of France is', return_tensors='pt').input_ids.cuda()
 ans = tok.decode(m.generate(ids, max_new_tokens=2, do_sample=False)[0, ids.shape[1]:])
 print(f'SmolLM2 loaded in {time.time() - t:.0f} s; answers {ans!r}'); assert ans == ' Paris.'" 2>&1 | grep -v "Loading weights" || exit 3
-bash tools/gpu/study.sh $1 $2 $3
+bash tools/gpu/study.sh "$@"

@@ -8,6 +8,7 @@ __all__ = ['at_chance', 'config_label', 'task_drops', 'distinguishable', 'indoma
 # %% ../../nbs/22_tasks.ipynb #b2ad4166
 import math
 import numpy as np, pandas as pd
+from ..zeroshot import TASKS
 
 # %% ../../nbs/22_tasks.ipynb #64f6ba96
 def at_chance(r:dict, # one task's result: acc, n, and chance or const_min/const_max (from `zeroshot` or a record)
