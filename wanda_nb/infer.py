@@ -467,7 +467,7 @@ def prepare(model:nn.Module, # a model holding `Sparse24Linear`s
         except RuntimeError: ok = False                                # a shape or dtype cuSPARSELt refuses
         if not ok: failed += 1; continue
         m.packed = p; built += 1
-        head = p[:m.values.numel()]
+        head = p.reshape(-1)[:m.values.numel()]   # 1-D or (rows, values+metadata) by version: compare flat
         if head.dtype == m.values.dtype and torch.equal(head.view_as(m.values), m.values):
             m.values = head.view_as(m.values); shared += 1
     return dict(built=built, shared=shared, failed=failed)
