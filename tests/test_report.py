@@ -138,3 +138,17 @@ def test_every_section_names_its_records():
     md = report(demo_records() + _why(0.05), speed={})
     app = md.split('## Appendix')[1]
     for sec in ('| 1 |', '| 3.3 |', '| 3.4 |'): assert sec in app
+
+def _infer(nm24):
+    "A planted infer_speed.json: one block, dense 1 ms at each token count, 2:4 at `nm24` ms, bitmap 50% at 4 ms."
+    rows = [dict(tokens=t, method=m, graphed_ms=ms, eager_ms=ms + 1, floor_ms=.5)
+            for t, s in zip((1, 2048), nm24) for m, ms in (('dense', 1.0), ('cslt', s), ('bm50', 4.0))]
+    return dict(env=dict(gpu='GPU', command='python benchmarks/infer_speed.py', commit='0' * 40), parts=dict(matmul=dict(block=rows)))
+
+def test_speed_claims_follow_the_graphed_block_timings():
+    v, m = _claim(report(demo_records(), speed=dict(infer_speed=_infer((2.0, 0.5)))), 'N:M sparsity gives guaranteed')
+    assert v == 'refuted' and '0.50× at 1, 2.00× at 2,048' in m      # faster at prefill, slower at decode: not guaranteed
+    v, _ = _claim(report(demo_records(), speed=dict(infer_speed=_infer((0.8, 0.5)))), 'N:M sparsity gives guaranteed')
+    assert v == 'confirmed'                                            # faster at every measured token count
+    v, m = _claim(report(demo_records(), speed=dict(infer_speed=_infer((0.8, 0.5)))), 'Unstructured 50% sparsity')
+    assert v == 'refuted' and 'slower than dense everywhere' in m

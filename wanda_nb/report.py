@@ -14,7 +14,7 @@ from .analysis.layerwise import layer_profile, sensitivity
 from .analysis.tasks import task_drops, distinguishable
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
-from .analysis.nm import nm_compare, speed_summary
+from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims
 
 # %% auto #0
 __all__ = ['NOT_MEASURED', 'SEED_CLAIMS', 'md_table', 'headline_table', 'report', 'load_speed', 'demo_records', 'main']
@@ -97,7 +97,7 @@ def _header(c:_Ctx) -> str:
 
 # %% ../nbs/30_report.ipynb #260aca0b
 def _label(m, g, st):
-    s = f"{m} ({g})" if g else str(m)
+    s = f"{m} ({g})" if g and g != '-' else str(m)   # '-': a method without a comparison group (SparseGPT)
     return s if st in ('unstructured', None) else f"{s} {st}"
 
 def headline_table(c:_Ctx) -> pd.DataFrame:
@@ -299,6 +299,18 @@ def _sec_nm(c:_Ctx) -> str:
     if rows: out.append(f"Each N:M structure against unstructured at the same sparsity (`{c.corpus}` perplexity ratio N:M ÷ unstructured):\n\n"
                         + md_table(pd.DataFrame(rows).set_index('method')))
     c.claim('nm_cost', *(wv if wv else (NOT_MEASURED, 'no Wanda 2:4 and 50% records')), 'Wanda 2:4 vs 50% unstructured')
+    bk = block_speed((c.speed or {}).get('infer_speed'))
+    if len(bk):   # graphed timings of one block: no host overhead (benchmarks/infer_speed.py)
+        env, fmt = c.speed['infer_speed'].get('env', {}), lambda s: ', '.join(f"{v:.2f}× at {k:,}" for k, v in s.items())
+        out.append(f"\nSpeed of one Llama-3.1-8B-shaped block's seven matmuls (random bf16 weights; a kernel's speed does not depend "
+                   f"on the values) on one {env.get('gpu', 'GPU')}, replayed from CUDA graphs, best kernel of each kind against dense "
+                   f"cuBLAS at each token count (`{env.get('command', 'benchmarks/infer_speed.py')}`, commit {str(env.get('commit'))[:7]}): "
+                   f"2:4 {fmt(best_speedup(bk, '2:4'))} tokens; unstructured 50% {fmt(best_speedup(bk, 'unstructured 50%'))} tokens. "
+                   + (f"Whole-model timings: not measured (that run's model part failed: {errs['model'].splitlines()[0]})."
+                      if 'model' in (errs := c.speed['infer_speed'].get('errors') or {}) else ''))
+        for (claim, verdict, measured), key in zip(block_claims(bk).itertuples(index=False), ('csr', 'nm_speed')):
+            c.claim(key, {'confirmed': CONFIRMED, 'refuted': REFUTED}.get(verdict, NOT_MEASURED), measured)
+        return '\n'.join(out)
     t = speed_summary((c.speed or {}).get('sparse_speed'))
     mm = t[t['kind'] == 'matmul'] if len(t) else t
     if mm.empty:
@@ -398,7 +410,7 @@ def load_speed(path=None) -> dict:
     elif not Path(path).is_dir(): raise FileNotFoundError(f"no benchmark results folder at {path}: pass the folder holding sparse_speed.json")
     else: p = Path(path)
     rd = lambda n: json.loads((p/f'{n}.json').read_text()) if (p/f'{n}.json').is_file() else None
-    return dict(sparse_speed=rd('sparse_speed'), prune_speed=rd('prune_speed'))
+    return dict(sparse_speed=rd('sparse_speed'), prune_speed=rd('prune_speed'), infer_speed=rd('infer_speed'))
 
 # %% ../nbs/30_report.ipynb #545bcfcc
 def demo_records(model:str='synthetic-2L', # model name written into every record
