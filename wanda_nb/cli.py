@@ -15,7 +15,8 @@ __all__ = ['cli', 'main']
 _METHODS = dict(magnitude='|W|, one ranking per matrix (the official baseline)',
                 wanda='|W|·‖X‖ per output row (Sun et al. 2023)',
                 ria='relative importance × ‖X‖^a per output row (Zhang et al. 2024)',
-                sparsegpt='OBS mask and weight update (Frantar & Alistarh 2023)')
+                sparsegpt='OBS mask and weight update (Frantar & Alistarh 2023)',
+                sparsegpt_gptq='SparseGPT and GPTQ in one OBS pass: prune and quantize each block before its update')
 _ALLOCATIONS = ('uniform', 'owl', 'global')
 _TASKS = ('boolq', 'rte', 'hellaswag', 'winogrande', 'arc_easy', 'arc_challenge', 'openbookqa', 'piqa')
 

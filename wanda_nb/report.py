@@ -17,7 +17,8 @@ from .analysis.sweep import sweep_table, collapse_point, increase
 from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims
 
 # %% auto #0
-__all__ = ['NOT_MEASURED', 'SEED_CLAIMS', 'md_table', 'headline_table', 'report', 'load_speed', 'demo_records', 'main']
+__all__ = ['NOT_MEASURED', 'SEED_CLAIMS', 'md_table', 'headline_table', 'headline', 'report', 'load_speed', 'demo_records',
+           'main']
 
 # %% ../nbs/30_report.ipynb #00ba784a
 NOT_MEASURED = 'not measured'
@@ -112,6 +113,21 @@ def headline_table(c:_Ctx) -> pd.DataFrame:
     t['cell'] = [f"{_pm(m, sd, n)} [{_pct(a, 1)}]" for m, sd, n, a in zip(t['mean'], t['sd'], t['n'], t['achieved'])]
     cols = sorted(t['col'].unique(), key=lambda x: (':' in x, float(x[:-1]) if '%' in x else 0, x))
     return t.pivot(index='label', columns='col', values='cell').reindex(columns=cols).fillna('—').rename_axis('method')
+
+# %% ../nbs/30_report.ipynb #10cc4b62
+def headline(records, # a folder of records, a list of record dicts, or a flattened frame
+             model:str|None=None, # which model (required when the records hold several)
+             allow_dirty:bool=False, # accept records from trees with uncommitted changes
+            ) -> tuple: # (the headline protocol in words, the headline corpus, dense perplexity, `headline_table`)
+    "The headline protocol and table of one model's records, as the report's §1 shows them (the README shows it per model)."
+    df = as_frame(records)
+    model = model or df['model'].iloc[0]
+    c = _Ctx(clean_only(df[df['model'] == model].reset_index(drop=True), allow_dirty), model, None, {})
+    dense = dedupe(c.main[c.main['method'] == 'dense'])
+    col = f'metrics.ppl.{c.corpus}'
+    return ((describe(c.P, c.df) if c.P else f"{model}: no calibrated runs"), c.corpus,
+            float(dense[col].iloc[0]) if len(dense) and col in dense else float('nan'), headline_table(c))
+
 
 # %% ../nbs/30_report.ipynb #0bb8de08
 def _pick(d, method, s, structure='unstructured', group=None):
@@ -334,17 +350,53 @@ def _recovery_runs(df):
     st = df['extra.steps'] if 'extra.steps' in df else pd.Series([None] * len(df), index=df.index)
     return df[[isinstance(s, list) and any(x.get('name') == 'recover' for x in s) for s in st]]
 
+def _nest(row:dict) -> dict:
+    "A flattened record row as the nested record (empty fields dropped), for the analysis functions that read record dicts."
+    out = dict(calibration=None, extra={}, metrics={})
+    for k, v in row.items():
+        if v is None or isinstance(v, float) and v != v: continue
+        d, (*head, last) = out, k.split('.')
+        for h in head: d = d.setdefault(h, {}) if isinstance(d.get(h), dict) or h not in d else {}
+        d[last] = v
+    return out
+
 def _sec_finetune(c:_Ctx) -> str:
     out = ["### 3.5 Fine-tuning recovery\n"]
     rec = dedupe(_recovery_runs(c.df))
     if rec.empty:
         c.claim('finetune', NOT_MEASURED, 'the recovery study (nbs/27_recovery.ipynb) writes these records')
         return '\n'.join(out + ["Not measured yet: the recovery study (nbs/27_recovery.ipynb) writes the records."])
-    c.use('3.5', rec)
-    try:
-        from wanda_nb.analysis.recovery import recovery_table
-        t = recovery_table(c.df); out.append(md_table(t))
-    except (ImportError, ValueError, KeyError) as e: out.append(f"(recovery table unavailable: {e})")
+    from wanda_nb.analysis.recovery import recovery_rows, gap_table
+    ev = rec['eval'].value_counts().index[0]                  # one evaluation protocol: the recovery study's
+    rec = rec[rec['eval'] == ev]
+    dense = dedupe(c.df[(c.df['method'] == 'dense') & (c.df['eval'] == ev)]).iloc[:1]
+    corpus = c.corpus if f'metrics.kl_windows.{c.corpus}' in rec and rec[f'metrics.kl_windows.{c.corpus}'].notna().all() else \
+             next(k.split('.')[-1] for k in rec.columns if k.startswith('metrics.kl_windows.') and rec[k].notna().all())
+    if dense.empty:
+        c.claim('finetune', NOT_MEASURED, 'recovery records without a dense run under their protocol')
+        return '\n'.join(out + ["Recovery records exist, but no dense run under their evaluation protocol: the gaps cannot be computed."])
+    c.use('3.5', pd.concat([dense, rec]))
+    g = gap_table(recovery_rows(pd.concat([dense, rec], ignore_index=True), corpus))
+    keys = ['method', 'structure', 'sparsity', 'kind', 'loss']
+    top = g[g['tokens'] == g.groupby(keys)['tokens'].transform('max')]       # each recovery at its largest budget
+    t = top.groupby(keys).agg(seeds=('seed', 'nunique'), tokens=('tokens', 'first'), kl_before=('kl_before', 'mean'),
+                              kl_after=('kl', 'mean'), removed=('kl_removed', 'mean'), se=('se', 'mean'),
+                              gap_closed=('logppl_closed', 'mean'), ppl_before=('ppl_before', 'mean'), ppl_after=('ppl', 'mean'),
+                              seconds=('seconds', 'mean')).reset_index()
+    out.append(f"The mask held fixed, each recovery at its largest measured budget (`{corpus}`; KL to dense in nats/token; "
+               "*removed*: paired over windows, ± its standard error; *gap closed*: the fraction of the log-perplexity gap to "
+               "dense that recovery closes; kinds: `masked` full fine-tuning with the mask re-applied, `lora` low-rank adapters "
+               "merged into the masked weights, `recon` per-block reconstruction; losses: `kl` distillation from dense, `lm` "
+               "next-token, `block` block outputs):\n\n" + md_table(t.set_index('method')))
+    w = t[(t['method'] == 'wanda') & (t['structure'] == 'unstructured') & np.isclose(t['sparsity'], 0.5)]
+    w = w if len(w) else t
+    b = w.loc[w['gap_closed'].idxmax()]
+    what = (f"{b['method']} {b['structure']} {b['sparsity']:.0%}, {b['kind']}/{b['loss']} on {int(b['tokens']):,} tokens: closes "
+            f"{b['gap_closed']:.0%} of the log-perplexity gap (perplexity {_num(b['ppl_before'])} → {_num(b['ppl_after'])}; KL removed "
+            f"{b['removed']:.3f} ± {b['se']:.3f}) ('significant' read as: at least half of the gap, beyond twice its standard "
+            "error; perplexity, not task accuracy)")
+    sig = (w['removed'] > 2 * w['se'])
+    c.claim('finetune', CONFIRMED if (sig & (w['gap_closed'] >= 0.5)).any() else REFUTED if not sig.any() else INCONCLUSIVE, what)
     return '\n'.join(out)
 
 # %% ../nbs/30_report.ipynb #6142ca38
@@ -362,14 +414,31 @@ def _sec_recs(c:_Ctx) -> str:
     return "## 4. Recommendations (from the measurements above)\n\n" + '\n'.join(f"{i}. {s}" for i, s in enumerate(out, 1))
 
 def _sec_ext(c:_Ctx) -> str:
-    out = ["## 5. Research extensions\n",
-           "1. *Multiple calibration datasets*: §3.2."]
-    for i, (mod, fn, name, nb) in enumerate([('allocation', 'allocation_verdicts', 'layer-wise vs global allocation, learned schedules', '26_allocation'),
-                                             ('quantization', 'quant_verdicts', 'pruning + quantization', '28_quantization')], 2):
-        try:
-            t = getattr(__import__(f'wanda_nb.analysis.{mod}', fromlist=[fn]), fn)(c.df)
-            out.append(f"{i}. *{name}*:\n\n" + md_table(t, index=False))
-        except (ImportError, AttributeError, ValueError, KeyError): out.append(f"{i}. *{name}*: not measured yet (nbs/{nb}.ipynb).")
+    out = ["## 5. Research extensions\n", "1. *Multiple calibration datasets*: §3.2."]
+    from wanda_nb.analysis.allocation import allocation_frame, allocation_verdicts, verdict_summary
+    A = allocation_frame(c.df) if 'extra.alloc' in c.df and (c.df['experiment'] == 'allocation').any() else None
+    if A is None: out.append("2. *Layer-wise vs global allocation, learned schedules*: not measured yet (nbs/26_allocation.ipynb).")
+    else:
+        c.use('5.2', A)
+        corp = [k for k in ('stories', 'wikitext2') if f'metrics.kl_windows.{k}' in A and A[f'metrics.kl_windows.{k}'].notna().all()]
+        v = verdict_summary(allocation_verdicts(A, corpora=corp)).reset_index()
+        out.append(f"2. *Layer-wise vs global allocation, learned schedules* ({A['seed'].nunique()} calibration seeds; KL to dense "
+                   "paired over windows and seeds, difference ± its uncertainty; confirmed/refuted only when every corpus agrees "
+                   "beyond twice the uncertainty; nbs/26_allocation.ipynb):\n\n" + md_table(v.drop(columns='extension'), index=False))
+    q = c.df[c.df['experiment'] == 'quantization'] if 'experiment' in c.df else c.df.iloc[:0]
+    if q.empty: out.append("3. *Pruning + quantization*: not measured yet (nbs/28_quantization.ipynb)."); return '\n'.join(out)
+    from wanda_nb.analysis.quantization import added_cost, order_diffs
+    q = dedupe(q); c.use('5.3', q)
+    recs = [_nest(r) for r in q.to_dict('records')]
+    corpus = c.corpus if f'metrics.kl_windows.{c.corpus}' in q else next(k.split('.')[-1] for k in q if k.startswith('metrics.kl_windows.'))
+    out.append(f"3. *Pruning + quantization* (`{corpus}`, KL to dense in nats/token, calibration seed 0, paired over windows; "
+               "nbs/28_quantization.ipynb). What quantizing after pruning adds to the pruner's KL, against the format alone on the "
+               "dense model:\n\n" + md_table(added_cost(recs, corpus).round(4).reset_index(), index=False))
+    od = order_diffs(recs, corpus).reset_index()
+    if len(od):
+        od['verdict'] = ['lower KL' if z < -2 else 'higher KL' if z > 2 else 'inconclusive' for z in od['z']]
+        out.append("Other orders against prune→quantize (GPTQ), per pruner, structure and format (difference of KL; "
+                   "*lower KL*: beyond twice its standard error):\n\n" + md_table(od.round(4), index=False))
     return '\n'.join(out)
 
 def _sec_appendix(c:_Ctx) -> str:

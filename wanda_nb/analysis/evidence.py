@@ -90,6 +90,7 @@ def describe(p:Protocol, df:pd.DataFrame|None=None) -> str:
     cal = ('no calibration' if p.calib is None else
            f"calibration {p.calib[0]}/{p.calib[1]} ({p.calib[2]} sampler, {int(p.calib[3])} × {int(p.calib[4])} tokens)")
     seqlen, wins = p.eval.split('|', 1)
+    seqlen = f"{float(seqlen):g}" if seqlen.replace('.', '', 1).isdigit() else seqlen   # 512.0 -> 512
     ev = ', '.join(f"{c} {n} × {seqlen}" for c, n in json.loads(wins).items())
     s = f"{p.model} · {cal} · evaluation {ev} tokens · {p.dtype}"
     if p.variant != '{}': s += f" · {p.variant}"
