@@ -39,7 +39,8 @@ def main():
     ap.add_argument('--batch-size', type=int, default=16); ap.add_argument('--block-hybrids', action='store_true')
     ap.add_argument('--nsamples', type=int, default=128); ap.add_argument('--seqlen', type=int, default=2048)
     ap.add_argument('--eval-seqlen', type=int, default=2048); ap.add_argument('--max-windows', type=int, default=0,
-                    help='evaluation windows per corpus (0: all; smaller only for smoke tests, never for records)')
+                    help='evaluation windows per corpus (0: all; fewer is a reduced protocol, recorded as such: the report keeps it apart)')
+    ap.add_argument('--why-minimal', action='store_true', help='the why study: only the three dense-input runs (no hybrids, no sequential run)')
     ap.add_argument('--tasks-methods', default='magnitude,wanda,sparsegpt,ria', help='the tasks study: methods, in priority order')
     ap.add_argument('--tasks-settings', default='0.5:unstructured,0.5:2:4', help='the tasks study: sparsity:structure pairs')
     ap.add_argument('--tasks-limit', type=int, default=0, help='the tasks study: first N items of each task (0: all; recorded)')
@@ -88,7 +89,8 @@ def _run(st, B, root, a, say):
         settings = [(float(x.split(':', 1)[0]), x.split(':', 1)[1]) for x in a.tasks_settings.split(',')]
         tasks.study(B, root/'tasks', methods=a.tasks_methods.split(','), settings=settings, seeds=(0,),
                     limit=a.tasks_limit or None, batch_size=bs)
-    elif st == 'why': why.study(B, root/'why', block_hybrids=a.block_hybrids)
+    elif st == 'why': why.study(B, root/'why', block_hybrids=a.block_hybrids and not a.why_minimal, hybrids=not a.why_minimal,
+                                sequential=not a.why_minimal)
     elif st == 'layerwise': layerwise.study(B, root/'layerwise')
     elif st == 'calibration':
         C = calibration.calib_bench(a.model, a.dtype, B.model.device.type, max_windows=64)

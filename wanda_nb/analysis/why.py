@@ -128,6 +128,8 @@ INPUTS = ('qkv', 'o', 'gate_up', 'down') # input groups of a Llama block (`wanda
 def study(B, # a `wanda_nb.experiment.Bench`
           out, # records folder (results/<model>/why)
           block_hybrids:bool=True, # also the per-block hybrids (two runs per block)
+          hybrids:bool=True, # the per-input-group hybrids (two runs per group; False: the three dense-input runs only)
+          sequential:bool=True, # also the ordinary (sequential) Wanda run
          ) -> tuple: # ({name: record}, the dense statistics)
     "Every run of the why-Wanda study on bench `B`, recorded under `out`."
     from wanda_nb.experiment import run_one
@@ -137,7 +139,8 @@ def study(B, # a `wanda_nb.experiment.Bench`
     M = {k: layer_masks(B.dense, S, *a) for k, a in dict(wanda=('wanda', .5, 'row'), mag_row=('magnitude', .5, 'row'),
                                                           mag_layer=('magnitude', .5, 'layer')).items()}
     kw, DI = dict(out=out, experiment='why'), dict(stats='dense_inputs')
-    recs = dict(dense=run_one(B, 'dense', **kw), seq_wanda=run_one(B, 'wanda', 0.5, **kw))
+    recs = dict(dense=run_one(B, 'dense', **kw))
+    if sequential: recs['seq_wanda'] = run_one(B, 'wanda', 0.5, **kw)
     for k, meth, g, ref in (('wanda', 'wanda', 'row', 'mag_row'), ('mag_row', 'magnitude', 'row', 'wanda'),
                             ('mag_layer', 'magnitude', 'layer', 'wanda')):
         recs[k] = run_one(B, meth, .5, group=g, masks=M[k], calib=B.calib if meth == 'wanda' else None, extra=DI,
@@ -146,7 +149,7 @@ def study(B, # a `wanda_nb.experiment.Bench`
     def run_h(name, use_mag, tag):
         recs[name] = run_one(B, 'hybrid', .5, group='row', masks=lambda b: layer_masks(B.dense, S, hyb(use_mag)),
                              calib=B.calib, extra=DI | tag, **kw)
-    for k in INPUTS:
+    for k in INPUTS if hybrids else ():
         run_h(f'mag_in_{k}', lambda i, n, k=k: input_group(module_kind(n)) == k, dict(magnitude_kinds=[k]))
         run_h(f'wanda_in_{k}', lambda i, n, k=k: input_group(module_kind(n)) != k, dict(wanda_kinds=[k]))
     for j in range(len(decoder_blocks(B.dense)) if block_hybrids else 0):
