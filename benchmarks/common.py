@@ -17,14 +17,16 @@ def cuda_time(fn, warmup=3, reps=10):
         ts.append(a.elapsed_time(b))
     return sorted(ts)[len(ts)//2]
 
-def env_facts():
-    "Date, GPU, torch/CUDA versions and the git commit: recorded with every result."
-    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root, capture_output=True, text=True).stdout.strip()
-    except Exception: commit = ''
+def env_facts(commit:str|None=None):
+    "Date, GPU, torch/CUDA versions and the commit (`commit` or $WANDA_NB_COMMIT when given: a copy's own .git may be stale)."
+    commit = commit or os.environ.get('WANDA_NB_COMMIT')
+    if not commit:
+      try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root, capture_output=True, text=True).stdout.strip()
+      except Exception: commit = ''
     return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else 'none',
                 torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
-                commit=commit or os.environ.get('WANDA_NB_COMMIT', 'unknown'),   # the device copy has no .git: pass it in
+                commit=commit or 'unknown',
                 command=' '.join(['python', 'benchmarks/' + Path(sys.argv[0]).name] + sys.argv[1:]))
 
 def write_results(out, name, results, md):

@@ -548,7 +548,7 @@ def markdown(res, a):
     return '\n'.join(md)
 
 def main_one(a):
-    facts, t0 = env_facts(), time.time()
+    facts, t0 = env_facts(a.commit), time.time()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, a.cfg8['vocab_size'], (a.nsamples, a.seqlen), generator=g)
     res, keep = dict(env=facts, args=vars(a) | dict(cfg8=None, cfg70=None), parts={}), {}
@@ -583,7 +583,7 @@ def main_distributed(a):
     if DEV.type == 'cuda': torch.cuda.set_device(local); DEV = torch.device('cuda', local)
     dist.init_process_group('nccl' if DEV.type == 'cuda' else 'gloo')
     rank, world = dist.get_rank(), dist.get_world_size()
-    facts, t0 = env_facts(), time.time()
+    facts, t0 = env_facts(a.commit), time.time()
     ids = torch.randint(0, a.cfg8['vocab_size'], (a.nsamples, a.seqlen), generator=torch.Generator().manual_seed(0))
     res = dict(env=facts | dict(world_size=world), args=vars(a) | dict(cfg8=None, cfg70=None), parts={})
     def agree(mk): # every rank's masks equal rank 0's, bit for bit
