@@ -17,7 +17,7 @@ IDS = torch.randint(3, 512, (6, 24), generator=torch.Generator().manual_seed(0))
 def linears(model): return [(i, n, m) for i, b in enumerate(decoder_blocks(model)) for n, m in block_linears(b).items()]
 
 @pytest.mark.parametrize('family', FAMILIES)
-@pytest.mark.parametrize('method', [k for k, v in METHODS.items() if 'quant' not in v.options])  # quantizing: test_quant
+@pytest.mark.parametrize('method', [k for k, v in METHODS.items() if not v.quantizes])  # quantizing: test_quant
 @pytest.mark.parametrize('structure', [None, '2:4'])
 def test_family_method(family, method, structure):
     m = tiny_model(family)

@@ -28,6 +28,7 @@ class Method:
     score:Callable|None=None # (W (d_out, d_in), stats, **options) -> (d_out, d_in) float32, lower = pruned first
     solve:Callable|None=None # (W, stats, sparsity, nm, **options) -> (new W, mask): choose and update together
     updates:bool=False # whether it changes the weights it keeps
+    quantizes:bool=False # whether it also rounds the weights it keeps (not a pruner alone: sweeps leave it out)
     options:dict=field(default_factory=dict) # option -> default, e.g. RIA's exponent a=0.5
     doc:str='' # one line for `--help`
 
@@ -102,6 +103,6 @@ def _sparsegpt_gptq(W, st, s, nm, quant, blocksize, percdamp):
     from wanda_nb.quant import quantizer # below this module in the layer order: imported when the method runs
     return obs_solve(W, st.H, 0. if nm else s, nm, blocksize, percdamp, quant=quantizer(quant, W.shape[1]))
 
-register_method(Method('sparsegpt_gptq', 'gram', (None,), updates=True, solve=_sparsegpt_gptq,
+register_method(Method('sparsegpt_gptq', 'gram', (None,), updates=True, quantizes=True, solve=_sparsegpt_gptq,
                        options=dict(quant='int4', blocksize=128, percdamp=0.01),
                        doc='SparseGPT and GPTQ in one OBS pass: prune and quantize each block before its update'))

@@ -93,7 +93,7 @@ def reseeded(B, seed:int):
 
 def study(B, # a `wanda_nb.experiment.Bench`
           out, # records folder (results/<model>/sweep)
-          methods=None, # registered method names (default: all)
+          methods=None, # registered method names (default: every pruner; methods that also quantize are not swept)
           sparsities=tuple(round(0.1 * k, 1) for k in range(1, 10)),
           structures=('2:4', '4:8'), # N:M structures, each run only where every d_in allows it
           seeds=(0, 1, 2), # calibration seeds (methods that need no calibration run once)
@@ -104,7 +104,7 @@ def study(B, # a `wanda_nb.experiment.Bench`
     d_ins = {l.weight.shape[1] for l in decoder_linears(B.model)}
     structs = [st for st in structures if all(d % int(st.split(':')[1]) == 0 for d in d_ins)]
     run_one(B, 'dense', out=out, experiment='sweep'); n = 1
-    for m in methods or list(METHODS):
+    for m in methods or [k for k, v in METHODS.items() if not v.quantizes]:
         for seed in (seeds if METHODS[m].needs != 'none' else seeds[:1]):
             cal = reseeded(B, seed)
             for s in sparsities: run_one(B, m, s, calib=cal, out=out, experiment='sweep'); n += 1
