@@ -161,6 +161,17 @@ BAD = {
     'unknown model name': (['--model', 'nosuchmodel'], ["--model nosuchmodel: Cannot load model 'nosuchmodel'"]),
     'hub id not cached': (['--model', 'nobody/no-such-model'], ['--model nobody/no-such-model: cannot read its configuration',
                                                                  'not in the Hugging Face cache']),
+    'quant spec': (['--quant', 'int3x'], ["--quant: cannot read quantization spec 'int3x'"]),
+    'quant group': (['--quant', 'int4-g128', '--structure', 'unstructured'], ['--quant int4-g128: group size 128 does not divide d_in=64']),
+    'quant order': (['--quant', 'int4', '--quant-order', 'sideways'], ["--quant-order 'sideways': choose after, before or joint"]),
+    'quant joint': (['--quant', 'int4', '--quant-order', 'joint'], ['--quant-order joint is SparseGPT and GPTQ in one pass']),
+    'quant method': (['--quant', 'int4', '--quant-method', 'awq'], ["--quant-method 'awq': choose gptq or rtn"]),
+    'quant-order alone': (['--quant-order', 'before'], ['--quant-order is given without --quant']),
+    'recover budget': (['--recover', 'lora'], ['--recover needs a budget: pass --recover-tokens']),
+    'recover kind': (['--recover', 'dance', '--recover-tokens', '100'], ["--recover dance: unknown recovery 'dance'"]),
+    'recover tokens': (['--recover', 'masked', '--recover-tokens', '-5'], ['--recover masked: tokens (the training budget) must be a positive int']),
+    'recover data': (['--recover', 'masked', '--recover-tokens', '100', '--recover-data', 'wikitext2:test'], ['--recover-data wikitext2:test: wikitext2:test is an evaluation split']),
+    'recover-tokens alone': (['--recover-tokens', '100'], ['--recover-tokens is given without --recover']),
 }
 
 @pytest.mark.parametrize('case', BAD)
@@ -168,6 +179,20 @@ def test_bad_argument(case, tmp_path):
     args, needles = BAD[case]
     refused(run(*args, '--out', tmp_path/'out'), *needles)
     assert not (tmp_path/'out').exists() and not Path('x').exists()
+
+def test_quantize_after_pruning_and_recover_are_recorded(tmp_path):
+    out = tmp_path/'run'
+    r = run(*small, '--structure', 'unstructured', '--quant', 'int8', '--quant-method', 'rtn', '--out', out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    q = [json.loads(f.read_text()) for f in out.glob('*.json')]
+    q = next(x for x in q if x['method'] == 'wanda')
+    assert [s['name'] for s in q['extra']['steps']] == ['quant', 'bits'] and q['extra']['steps'][0]['spec'] == 'int8'
+    assert q['metrics']['bits']['bits_per_weight'] < 16 and q['metrics']['quant']
+    r = run(*small, '--structure', 'unstructured', '--recover', 'masked', '--recover-tokens', '512', '--out', tmp_path/'rec')
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = next(x for x in (json.loads(f.read_text()) for f in (tmp_path/'rec').glob('*.json')) if x['method'] == 'wanda')
+    assert rec['extra']['steps'][0]['name'] == 'recover' and rec['extra']['steps'][0]['tokens'] == 512
+    assert rec['metrics']['recover']['tokens_seen'] >= 512 and 'before' in rec['metrics']['recover']
 
 def test_out_is_a_file_and_save_exists(tmp_path):
     f = tmp_path/'file'; f.write_text('not a folder')

@@ -71,8 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     a('--true-sequential', action='store_true',
       help='prune q/k/v, then o, then gate/up, then down, each on inputs from the layers already pruned')
     a('--offload', action='store_true', help='keep the model in CPU memory, one block at a time on --device')
+    a('--quant', default=None,
+      help="also quantize the kept weights: int<bits>[-g<group>][-asym], e.g. int4-g128, int8, or q4_1 (recorded)")
+    a('--quant-order', default='after',
+      help='after: prune, then quantize; before: quantize, then prune (snapped back onto the grid); '
+           'joint: SparseGPT and GPTQ in one pass (--method sparsegpt only)')
+    a('--quant-method', default='gptq', help='gptq (calibrated, on the calibration set) or rtn (round to nearest)')
+    a('--recover', default=None,
+      help='fine-tune each pruned model with its mask held: masked (all weights), lora (adapters merged into the '
+           'masked weights) or recon (block by block, to the dense outputs); needs --recover-tokens')
+    a('--recover-tokens', type=int, default=None, help='the recovery budget: training tokens seen')
+    a('--recover-lr', type=float, default=None, help="learning rate (default: the kind's, chosen on stories260K)")
+    a('--recover-data', default='c4', help="training corpus (corpus or corpus:split; never overlaps the evaluation windows)")
     a('--save', default=None,
-      help='write the pruned model here (save_pretrained; exactly one pruned run); must not exist')
+      help='write the pruned (quantized, recovered) model here (save_pretrained; exactly one pruned run); must not exist')
     a('--out', default='runs/latest',
       help='records folder: the same runs resume from it; one that holds different settings is refused')
     a('--wait', action='store_true', help='when another run holds --out, wait for it instead of refusing')
@@ -139,7 +151,42 @@ def _check_args(a) -> dict:
                                                    f"pass one --method, --structure and --sparsity")
     _writable('--out', Path(a.out), False)
     if a.save: _writable('--save', Path(a.save), True)
-    return dict(grid=grid, evals=evals, tasks=tasks if 'zeroshot' in evals else None, options=opts)
+    return dict(grid=grid, evals=evals, tasks=tasks if 'zeroshot' in evals else None, options=opts, steps=_steps(a, methods))
+
+def _steps(a, methods:list):
+    "What runs after pruning, checked: () or a function method -> (method run, its options, its recorded steps)."
+    from wanda_nb.quant import parse_quant
+    from wanda_nb.recover import recovery_config
+    if a.quant is None and a.recover is None:
+        for f, v, d in (('--quant-order', a.quant_order, 'after'), ('--quant-method', a.quant_method, 'gptq'),
+                        ('--recover-tokens', a.recover_tokens, None), ('--recover-lr', a.recover_lr, None)):
+            if v != d: raise ValueError(f"{f} is given without {'--quant' if 'quant' in f else '--recover'}: add it, or drop {f}")
+        return None
+    if a.quant is not None:
+        try: parse_quant(a.quant)
+        except ValueError as e: raise ValueError(f"--quant: {e}") from None
+        if a.quant_order not in ('after', 'before', 'joint'):
+            raise ValueError(f"--quant-order {a.quant_order!r}: choose after, before or joint")
+        if a.quant_method not in ('gptq', 'rtn'): raise ValueError(f"--quant-method {a.quant_method!r}: choose gptq or rtn")
+        if a.quant_order == 'joint' and (methods != ['sparsegpt'] or a.quant_method != 'gptq'):
+            raise ValueError("--quant-order joint is SparseGPT and GPTQ in one pass: pass --method sparsegpt "
+                             "(and --quant-method gptq), or another --quant-order")
+    if a.recover is not None:
+        kw = dict(tokens=a.recover_tokens, data=a.recover_data) | ({'lr': a.recover_lr} if a.recover_lr is not None else {})
+        if a.recover_tokens is None: raise ValueError("--recover needs a budget: pass --recover-tokens, e.g. 65536")
+        try: recovery_config(a.recover, **kw)
+        except ValueError as e: raise ValueError(f"--recover {a.recover}: {e}") from None
+        from wanda_nb.recover import train_corpus
+        try: train_corpus(a.recover_data)
+        except (ValueError, FileNotFoundError) as e: raise ValueError(f"--recover-data {a.recover_data}: {e}") from None
+    def make(m:str, options:dict|None) -> tuple:
+        from wanda_nb.quant import quant_steps
+        from wanda_nb.recover import recovery_step
+        st = [recovery_step(a.recover, **kw)] if a.recover else []
+        if a.quant is None: return m, options, st
+        if a.quant_order == 'joint': return 'sparsegpt_gptq', (options or {}) | dict(quant=a.quant), st + quant_steps(a.quant, 'joint')
+        return m, options, st + quant_steps(a.quant, a.quant_order, a.quant_method)
+    return make
 
 # %% ../nbs/11_cli.ipynb #3dd0edb0
 def _shared(b) -> dict:
@@ -206,12 +253,19 @@ def cli(argv=None) -> list:
     pk = dict(true_sequential=a.true_sequential, offload=a.offload, allocation=a.allocation)
     if a.allocation == 'owl': pk |= dict(owl_m=a.owl_m, owl_lambda=a.owl_lambda)
     opts = lambda m: {k: v for k, v in (c['options'] or {}).items() if k in METHODS[m].options} or None
-    jobs = [('dense', 0., 'unstructured', {})] + [(m, s, st, pk | dict(options=opts(m))) for m, s, st in c['grid']]
+    def job(m, s, st): # the method run, its options and its steps (quantization, recovery)
+        run, o, steps = c['steps'](m, opts(m)) if c['steps'] else (m, opts(m), [])
+        return run, s, st, pk | dict(options=o, **({'steps': steps} if steps else {}))
+    jobs = [('dense', 0., 'unstructured', {})] + [job(m, s, st) for m, s, st in c['grid']]
     try: p = plan_bench(a.model, a.dtype, a.device, a.calib, a.calib_split, a.sampler, a.nsamples, a.seqlen, a.seed,
                         a.eval_seqlen, _split(a.eval_corpora) if a.eval_corpora else None, a.max_windows,
-                        runs=[dict(method=m, sparsity=s, structure=st, allocation=a.allocation, options=opts(m))
-                              for m, s, st in c['grid']])
+                        runs=[dict(method=m, sparsity=s, structure=st, allocation=a.allocation, options=k['options'])
+                              for m, s, st, k in jobs[1:]])
     except ArgError as e: raise ValueError(e.flagged(_flag(e.arg))) from None
+    if a.quant is not None: # every decoder linear takes the format's group size: checked on the skeleton, before any work
+        from wanda_nb.quant import check_quant
+        try: check_quant(p.skeleton, a.quant)
+        except ValueError as e: raise ValueError(f"--quant {a.quant}: {e}") from None
     out = Path(a.out); _check_out(out, _shared(p))
     print(_header(p, c['grid'], out, c['evals']), flush=True)
     ident = dict(evals=c['evals'], tasks=c['tasks'], limit=a.limit if c['tasks'] else None, out=out) # what finds a run
