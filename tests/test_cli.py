@@ -290,3 +290,11 @@ def test_concurrent_runs_refuse_or_wait(tmp_path):
     finally: p.terminate(); p.wait(timeout=60) # the holder goes away (its lock with it)
     so, se = w.communicate(timeout=600)
     assert w.returncode == 0 and len(list(out.glob('*.json'))) == 2, se[-2000:]
+
+def test_owl_run_records_what_each_block_got(tmp_path):
+    r = run(*small, '--structure', 'unstructured', '--sparsity', '0.7', '--allocation', 'owl', '--out', tmp_path/'owl')
+    assert r.returncode == 0, r.stderr[-2000:]
+    w = next(x for x in (json.loads(f.read_text()) for f in (tmp_path/'owl').glob('*.json')) if x['method'] == 'wanda')
+    a = w['metrics']['allocation']
+    assert len(a['block_sparsity']) == len(a['outlier_ratios']) == 5
+    assert abs(sum(a['block_sparsity']) / 5 - 0.7) < 1e-6 and a['block_sparsity'][0] < 0.7 < a['block_sparsity'][-1]

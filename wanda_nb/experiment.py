@@ -499,6 +499,8 @@ def run_one(b:Bench, # from `bench`
     t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size, progress) | done
     timings['eval'] = time.time() - t
     if layers is not None: metrics['layers'] = layers(b, rep) if callable(layers) else list(layers)
+    if rep is not None and rep.config.get('block_sparsity') is not None: # OWL's or an explicit schedule: what each block got
+        metrics['allocation'] = {k: rep.config[k] for k in ('block_sparsity', 'outlier_ratios') if k in rep.config}
     if save is not None: b.model.save_pretrained(save); b.tokenizer.save_pretrained(save)
     if old is not None:
         rec = _completed(old, metrics, timings, save); complete_record(rec, out)
