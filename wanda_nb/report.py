@@ -431,9 +431,11 @@ def _sec_ext(c:_Ctx) -> str:
     q = dedupe(q); c.use('5.3', q)
     recs = [_nest(r) for r in q.to_dict('records')]
     corpus = c.corpus if f'metrics.kl_windows.{c.corpus}' in q else next(k.split('.')[-1] for k in q if k.startswith('metrics.kl_windows.'))
+    try: ac = md_table(added_cost(recs, corpus).round(4).reset_index(), index=False)
+    except KeyError as e: ac = f"(not composable: the records lack the run {e.args[0]} that a comparison needs)\n"
     out.append(f"3. *Pruning + quantization* (`{corpus}`, KL to dense in nats/token, calibration seed 0, paired over windows; "
                "nbs/28_quantization.ipynb). What quantizing after pruning adds to the pruner's KL, against the format alone on the "
-               "dense model:\n\n" + md_table(added_cost(recs, corpus).round(4).reset_index(), index=False))
+               "dense model:\n\n" + ac)
     od = order_diffs(recs, corpus).reset_index()
     if len(od):
         od['verdict'] = ['lower KL' if z < -2 else 'higher KL' if z > 2 else 'inconclusive' for z in od['z']]
