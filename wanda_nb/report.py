@@ -410,6 +410,9 @@ def _sec_recs(c:_Ctx) -> str:
     nm = get('nm_cost')
     if nm[0]: out.append(f"2:4 costs quality against unstructured 50% ({nm[0]}: {nm[1]}); use it for speed only where §3.4 measured a speed-up.")
     out.append("Judge a calibration corpus on the target text with several seeds: §3.2 gives each corpus pair's verdict.")
+    ft = get('finetune')
+    if ft[0] == f"**{CONFIRMED}**": out.append(f"Where a training budget exists, recover with the mask held fixed (§3.5): {ft[1]}.")
+    elif ft[0] and NOT_MEASURED not in ft[0]: out.append(f"Fine-tuning with the mask held fixed is {ft[0]} on this model (§3.5): {ft[1]}.")
     out.append("Report zero-shot accuracy with its standard error and its chance level; call a task more affected only beyond two combined standard errors.")
     return "## 4. Recommendations (from the measurements above)\n\n" + '\n'.join(f"{i}. {s}" for i, s in enumerate(out, 1))
 
