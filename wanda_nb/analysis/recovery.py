@@ -100,7 +100,7 @@ def recovery_rows(df:pd.DataFrame, # `load_records` of a recovery study (dense r
         kind = st.get('kind', 'none') # loss: 'block' for recon, '-' unrecovered; seed -1 unrecovered (no NaN in keys)
         row = dict(method=r['method'], structure=r['structure'], sparsity=r['sparsity'], kind=kind,
                    tokens=st.get('tokens', 0), seed=st.get('seed', -1), loss=st.get('loss', 'block' if kind == 'recon' else '-'),
-                   lr=st.get('lr'), data=st.get('data'),
+                   lr=st.get('lr'), data=st.get('data', '-'),
                    tokens_seen=_get(r, 'metrics.recover.tokens_seen', 0), seconds=_get(r, 'metrics.recover.seconds', 0.),
                    sparsity_before=_get(r, 'metrics.recover.sparsity_before', r['metrics.achieved_sparsity']),
                    achieved=r['metrics.achieved_sparsity'])
@@ -130,7 +130,7 @@ def gap_table(rows:pd.DataFrame, # `recovery_rows` (with the dense row)
 # %% ../../nbs/27_recovery.ipynb #0519688d
 def method_gap(rows:pd.DataFrame, a:str='magnitude', b:str='wanda') -> pd.DataFrame:
     "KL of method `a` minus method `b` at equal configuration, recovery, budget and seed, with paired SE and a verdict."
-    keys, out = ['structure', 'sparsity', 'kind', 'loss', 'seed', 'tokens'], []
+    keys, out = ['structure', 'sparsity', 'kind', 'loss', 'data', 'seed', 'tokens'], []   # data: the same budget on other text is another run
     ra, rb = (rows[rows['method'] == m].set_index(keys) for m in (a, b))
     for k in ra.index.intersection(rb.index):
         d, se = paired_diff(ra.loc[k, 'kl_w'], rb.loc[k, 'kl_w'])
