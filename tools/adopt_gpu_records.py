@@ -18,7 +18,7 @@ Nothing is overwritten: a record already present with the same id is left alone 
 import argparse, json, sys, tarfile, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from wanda_nb.records import record_id, _write
+from wanda_nb.records import record_id, save_record
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +49,7 @@ def main():
             assert record_id(rec) == rid, f"{rid}: renaming changed the id (a record without weights?)"
             out = Path(a.results)/a.model_name/rec.get('experiment', 'main')/f'{rid}.json'
             if out.exists(): kept += 1; continue
-            _write(rec, out); new += 1
+            save_record(rec, out.parent); new += 1
         print(f"{new} records adopted into {a.results}/{a.model_name}/, {kept} already there (left alone)")
 
 if __name__ == '__main__': main()

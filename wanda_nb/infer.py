@@ -12,7 +12,7 @@ import json, os
 from pathlib import Path
 from types import SimpleNamespace
 import torch, torch.nn as nn, torch.nn.functional as F
-from .arch import decoder_blocks, block_linears, weight as _weight
+from .arch import decoder_blocks, block_linears, weight
 
 try:
     import triton, triton.language as tl
@@ -433,7 +433,7 @@ class Sparse24Linear(nn.Module):
     @classmethod
     def from_module(cls, m:nn.Module):
         "From an `nn.Linear` (or GPT-2 `Conv1D`) whose weight is already 2:4."
-        w = _weight(m)
+        w = weight(m)
         return cls(*compress_24(w), w.shape[1], getattr(m, 'bias', None))
 
     def dense_weight(self) -> torch.Tensor: return decompress_24(self.values, self.meta, self.d_in)
@@ -479,7 +479,7 @@ def sparsify_model(model:nn.Module, # a causal LM whose decoder linears are 2:4 
     "Replace every decoder linear by a `Sparse24Linear` in place (all checked first); return `model`."
     todo = [(b, n, m) for b in decoder_blocks(model) for n, m in block_linears(b).items()]
     def not24(w): return w.shape[1] % 4 or bool(((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) > 2).any())
-    bad = sorted({n for _, n, m in todo if not24(_weight(m))})
+    bad = sorted({n for _, n, m in todo if not24(weight(m))})
     if bad: raise ValueError(f"not 2:4: {bad}; prune with structure='2:4' first")
     for b, n, m in todo:
         parent, _, attr = n.rpartition('.')

@@ -14,7 +14,7 @@ from .analysis.layerwise import layer_profile, sensitivity
 from .analysis.tasks import task_drops, distinguishable
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
-from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims
+from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text
 
 # %% auto #0
 __all__ = ['NOT_MEASURED', 'SEED_CLAIMS', 'md_table', 'headline_table', 'headline', 'report', 'load_speed', 'demo_records',
@@ -120,9 +120,8 @@ def headline(records, # a folder of records, a list of record dicts, or a flatte
              allow_dirty:bool=False, # accept records from trees with uncommitted changes
             ) -> tuple: # (the headline protocol in words, the headline corpus, dense perplexity, `headline_table`)
     "The headline protocol and table of one model's records, as the report's §1 shows them (the README shows it per model)."
-    df = as_frame(records)
-    model = model or df['model'].iloc[0]
-    c = _Ctx(clean_only(df[df['model'] == model].reset_index(drop=True), allow_dirty), model, None, {})
+    df, model = _one_model(as_frame(records), model)
+    c = _Ctx(clean_only(df, allow_dirty), model, None, {})
     dense = dedupe(c.main[c.main['method'] == 'dense'])
     col = f'metrics.ppl.{c.corpus}'
     return ((describe(c.P, c.df) if c.P else f"{model}: no calibrated runs"), c.corpus,
@@ -317,11 +316,11 @@ def _sec_nm(c:_Ctx) -> str:
     c.claim('nm_cost', *(wv if wv else (NOT_MEASURED, 'no Wanda 2:4 and 50% records')), 'Wanda 2:4 vs 50% unstructured')
     bk = block_speed((c.speed or {}).get('infer_speed'))
     if len(bk):   # graphed timings of one block: no host overhead (benchmarks/infer_speed.py)
-        env, fmt = c.speed['infer_speed'].get('env', {}), lambda s: ', '.join(f"{v:.2f}× at {k:,}" for k, v in s.items())
+        env = c.speed['infer_speed'].get('env', {})
         out.append(f"\nSpeed of one Llama-3.1-8B-shaped block's seven matmuls (random bf16 weights; a kernel's speed does not depend "
                    f"on the values) on one {env.get('gpu', 'GPU')}, replayed from CUDA graphs, best kernel of each kind against dense "
                    f"cuBLAS at each token count (`{env.get('command', 'benchmarks/infer_speed.py')}`, commit {str(env.get('commit'))[:7]}): "
-                   f"2:4 {fmt(best_speedup(bk, '2:4'))} tokens; unstructured 50% {fmt(best_speedup(bk, 'unstructured 50%'))} tokens. "
+                   f"2:4 {speedup_text(best_speedup(bk, '2:4'))}; unstructured 50% {speedup_text(best_speedup(bk, 'unstructured 50%'))}. "
                    + (f"Whole-model timings: not measured (that run's model part failed: {errs['model'].splitlines()[0]})."
                       if 'model' in (errs := c.speed['infer_speed'].get('errors') or {}) else ''))
         for (claim, verdict, measured), key in zip(block_claims(bk).itertuples(index=False), ('csr', 'nm_speed')):
@@ -350,6 +349,11 @@ def _recovery_runs(df):
     st = df['extra.steps'] if 'extra.steps' in df else pd.Series([None] * len(df), index=df.index)
     return df[[isinstance(s, list) and any(x.get('name') == 'recover' for x in s) for s in st]]
 
+def _corpus_for(c:_Ctx, d:pd.DataFrame) -> str:
+    "The headline corpus if every record of `d` has per-window values on it, else the first corpus they all have."
+    ok = lambda k: f'metrics.kl_windows.{k}' in d and d[f'metrics.kl_windows.{k}'].notna().all()
+    return c.corpus if ok(c.corpus) else next(k.split('.')[-1] for k in d.columns if k.startswith('metrics.kl_windows.') and ok(k.split('.')[-1]))
+
 def _nest(row:dict) -> dict:
     "A flattened record row as the nested record (empty fields dropped), for the analysis functions that read record dicts."
     out = dict(calibration=None, extra={}, metrics={})
@@ -370,8 +374,7 @@ def _sec_finetune(c:_Ctx) -> str:
     ev = rec['eval'].value_counts().index[0]                  # one evaluation protocol: the recovery study's
     rec = rec[rec['eval'] == ev]
     dense = dedupe(c.df[(c.df['method'] == 'dense') & (c.df['eval'] == ev)]).iloc[:1]
-    corpus = c.corpus if f'metrics.kl_windows.{c.corpus}' in rec and rec[f'metrics.kl_windows.{c.corpus}'].notna().all() else \
-             next(k.split('.')[-1] for k in rec.columns if k.startswith('metrics.kl_windows.') and rec[k].notna().all())
+    corpus = _corpus_for(c, rec)
     if dense.empty:
         c.claim('finetune', NOT_MEASURED, 'recovery records without a dense run under their protocol')
         return '\n'.join(out + ["Recovery records exist, but no dense run under their evaluation protocol: the gaps cannot be computed."])
@@ -433,7 +436,7 @@ def _sec_ext(c:_Ctx) -> str:
     from wanda_nb.analysis.quantization import added_cost, order_diffs
     q = dedupe(q); c.use('5.3', q)
     recs = [_nest(r) for r in q.to_dict('records')]
-    corpus = c.corpus if f'metrics.kl_windows.{c.corpus}' in q else next(k.split('.')[-1] for k in q if k.startswith('metrics.kl_windows.'))
+    corpus = _corpus_for(c, q)
     try: ac = md_table(added_cost(recs, corpus).round(4).reset_index(), index=False)
     except KeyError as e: ac = f"(not composable: the records lack the run {e.args[0]} that a comparison needs)\n"
     out.append(f"3. *Pruning + quantization* (`{corpus}`, KL to dense in nats/token, calibration seed 0, paired over windows; "
@@ -452,6 +455,15 @@ def _sec_appendix(c:_Ctx) -> str:
             + md_table(pd.DataFrame(rows).set_index('section') if rows else pd.DataFrame()))
 
 # %% ../nbs/30_report.ipynb #84f0ccff
+def _one_model(df:pd.DataFrame, model:str|None) -> tuple:
+    "(the records of `model`, its name); without `model` the records must hold exactly one."
+    models = sorted(df['model'].astype(str).unique())
+    if model is None:
+        if len(models) > 1: raise ValueError(f"the records hold several models ({', '.join(models)}); pass model=")
+        model = models[0]
+    if model not in models: raise KeyError(f"no records for model {model!r}; the records hold: {', '.join(models)}")
+    return df[df['model'] == model].reset_index(drop=True), model
+
 def report(records, # a folder of *.json records (read recursively), a list of record dicts, or a flattened frame
            model:str|None=None, # which model (required when the records hold several)
            speed:dict|None=None, # benchmark results ({'sparse_speed': …}); None: read <repo>/benchmarks/results
@@ -459,13 +471,7 @@ def report(records, # a folder of *.json records (read recursively), a list of r
            allow_dirty:bool=False, # accept records from trees with uncommitted changes (counted in the header)
           ) -> str: # markdown
     "The analysis of one model's result records, as markdown."
-    df = as_frame(records)
-    models = sorted(df['model'].astype(str).unique())
-    if model is None:
-        if len(models) > 1: raise ValueError(f"the records hold several models ({', '.join(models)}); pass model=")
-        model = models[0]
-    if model not in models: raise KeyError(f"no records for model {model!r}; the records hold: {', '.join(models)}")
-    df = df[df['model'] == model].reset_index(drop=True)
+    df, model = _one_model(as_frame(records), model)
     kept = clean_only(df, allow_dirty)
     c = _Ctx(kept, model, corpus, load_speed() if speed is None else speed)
     c.refused = len(df) - len(kept)
