@@ -44,6 +44,7 @@ def main():
     ap.add_argument('--tasks-methods', default='magnitude,wanda,sparsegpt,ria', help='the tasks study: methods, in priority order')
     ap.add_argument('--tasks-settings', default='0.5:unstructured,0.5:2:4', help='the tasks study: sparsity:structure pairs')
     ap.add_argument('--tasks-limit', type=int, default=0, help='the tasks study: first N items of each task (0: all; recorded)')
+    ap.add_argument('--sweep-methods', default='', help='the sweep study: methods, in priority order (default: every pruner)')
     a = ap.parse_args()
     t0, out, log = time.time(), Path(a.out), []
     os.environ['WANDA_NB_COMMIT'] = a.commit; os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
@@ -95,7 +96,7 @@ def _run(st, B, root, a, say):
     elif st == 'calibration':
         C = calibration.calib_bench(a.model, a.dtype, B.model.device.type, max_windows=64)
         calibration.study(C, root/'calibration', seeds=(0, 1, 2), sizes=False)
-    elif st == 'sweep': sweep.study(B, root/'sweep', seeds=(0,))
+    elif st == 'sweep': sweep.study(B, root/'sweep', methods=a.sweep_methods.split(',') if a.sweep_methods else None, seeds=(0,))
     elif st == 'quant':
         from wanda_nb.analysis import quantization as Q
         Q.study(B, root/'quantization', **Q.SMOLLM2['grid'])
