@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, seed_stats, compare, decide, say,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
 from .analysis.why import recon_summary, row_emptying
-from .analysis.layerwise import layer_profile, sensitivity
+from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
 from .analysis.tasks import task_drops, distinguishable
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
@@ -54,9 +54,12 @@ SEED_CLAIMS = dict(
     s50='50% sparsity: +53.88% perplexity (manageable).',
     s70='70% sparsity: +1554.79% perplexity (severe).',
     both70='At 70% and beyond, both magnitude and Wanda degrade significantly.',
+    capacity='Root cause at 70%: too many weights removed, model capacity fundamentally limited; Wanda cannot overcome it.',
+    rec_start='Start conservatively (30-50% sparsity) before pushing higher.',
     csr='Unstructured 50% sparsity may only yield ~10-20% speedup, not 2×.',
     nm_cost='N:M (2:4) sparsity trades some accuracy relative to unstructured.',
     nm_speed='N:M sparsity gives guaranteed hardware acceleration.',
+    rec_nm='Use Wanda with structured (2:4 or 4:8) sparsity for hardware efficiency.',
     finetune='Brief fine-tuning after pruning could recover significant accuracy.')
 
 class _Ctx:
@@ -186,27 +189,57 @@ def _sec_recon(c:_Ctx) -> str:
     return '\n'.join(out)
 
 # %% ../nbs/30_report.ipynb #fb389f71
+def _alloc_note(r) -> str:
+    a = r.get('extra.allocation')
+    return f" ({a} allocation)" if isinstance(a, str) and a else ''
+
 def _sec_layers(c:_Ctx) -> str:
     out = ["## 2. Layer-wise behaviour\n"]
     lw = dedupe(c.df[c.df['experiment'] == 'layerwise'])
     c.claim('layers_8b', NOT_MEASURABLE, 'numbers of Llama-3.1-8B; here Wanda\'s per-row rule gives every row ⌊d_in/2⌋ zeros by construction')
-    prof = []
+    prof = [] # (record, profile, what the per-block numbers are)
     for r in lw.to_dict('records'):
-        if isinstance(r.get('metrics.layers'), list) and r['metrics.layers'] and not isinstance(r.get('extra.blocks'), list):
-            g = 'global' if r.get('extra.allocation') == 'global' else ('owl' if r.get('extra.allocation') == 'owl' else r['group'])
-            prof.append((r, layer_profile(r['metrics.layers'], r['method'], g if g in ('row', 'layer', 'variant') else '', r['structure'])))
+        if isinstance(r.get('extra.blocks'), list): continue # single-block runs: the sensitivity table
+        g = 'global' if r.get('extra.allocation') == 'global' else ('owl' if r.get('extra.allocation') == 'owl' else r['group'])
+        g = g if g in ('row', 'layer', 'variant') else ''
+        if isinstance(r.get('metrics.layers'), list) and r['metrics.layers']:
+            prof.append((r, layer_profile(r['metrics.layers'], r['method'], g, r['structure']), 'achieved'))
+        elif isinstance(bs := r.get('metrics.allocation.block_sparsity'), list) and bs: # an allocation run: its block targets
+            prof.append((r, layer_profile([dict(block=j, sparsity=s) for j, s in enumerate(bs)], r['method'], g, r['structure']),
+                         'allocated'))
+    if not any(r['method'] == 'wanda' and np.isclose(r['sparsity'], .5) and not _alloc_note(r) for r, _, _ in prof):
+        why = c.df[(c.df['experiment'] == 'why') & (c.df['method'] == 'wanda') & c.df['variant'].str.contains('dense_inputs')
+                   & np.isclose(c.df['sparsity'], .5)]
+        for r in dedupe(why).to_dict('records')[:1]:
+            if isinstance(r.get('metrics.layers'), list) and r['metrics.layers']:
+                prof.insert(0, (r, layer_profile(r['metrics.layers'], 'wanda', 'row', r['structure']), "achieved, masks on the dense model's inputs (why study)"))
+                c.use('2', why)
     if not prof:
         for k in ('early', 'late', 'adapts'): c.claim(k, NOT_MEASURED, 'the layer-wise study (nbs/21_layerwise.ipynb) writes these records')
         return '\n'.join(out + ['Not measured: nbs/21_layerwise.ipynb writes the per-layer records.'])
     c.use('2', lw)
-    out += [f"- at {_pct(r['sparsity'], 0)}{' (' + str(r.get('extra.allocation')) + ' allocation)' if r.get('extra.allocation') == r.get('extra.allocation') and r.get('extra.allocation') else ''}: {p['sentence']}" for r, p in prof]
-    w = next((p for r, p in prof if r['method'] == 'wanda' and np.isclose(r['sparsity'], .5) and not r.get('extra.allocation') == 'owl'), None)
+    out.append("Per-block sparsity of each run (*achieved*: zeros counted per block; *allocated*: the allocation's block targets):\n")
+    out += [f"- at {_pct(r['sparsity'], 0)}{_alloc_note(r)}, {how}: {p['sentence']}" for r, p, how in prof]
+    w = next((p for r, p, _ in prof if r['method'] == 'wanda' and np.isclose(r['sparsity'], .5) and not _alloc_note(r)), None)
     if w is not None:
         m = f"Wanda 50%: blocks {_pct(w['min'], 2)}–{_pct(w['max'], 2)} (spread {_pct(w['spread'], 3)})"
         v = REFUTED if w['kind'] == 'uniform' else INCONCLUSIVE
         c.claim('early', v, m + ': uniform by construction')
         c.claim('late', v, m + ': uniform by construction (and the claim contradicts the previous one)')
         c.claim('adapts', v, m + ': a zero spread is what the per-row rule guarantees, not an adaptation; OWL is the method that adapts')
+    ov = owl_vs_uniform(c.df, c.corpus)
+    if len(ov):
+        c.use('2', c.df[(c.df['method'] == 'wanda') & c.df['variant'].str.contains('"allocation": "owl"', regex=False)])
+        t = ov.assign(**{'OWL ppl': ov['ppl_owl'], 'uniform ppl': ov['ppl_uniform'],
+                         'achieved OWL / uniform': [f"{_pct(a, 2)} / {_pct(b, 2)}" for a, b in zip(ov['achieved_owl'], ov['achieved_uniform'])],
+                         'Δ log-ppl (matched)': [f"{d:+.4f} ({m:+.4f})" for d, m in zip(ov['diff'], ov['diff_matched'])],
+                         'u (window se, uniform seed sd × n)': [f"{u:.4f} ({w:.4f}, {s:.4f} × {n})" if u == u else f"— ({w:.4f}, one seed)"
+                                                               for u, w, s, n in zip(ov['u'], ov['se_window'], ov['sd_uniform'], ov['n_uniform'])]})
+        out.append(f"\nOWL+Wanda against uniform Wanda (`{c.corpus}`; same target sparsity, calibration seed {', '.join(str(int(s)) for s in sorted(set(ov['seed'])))} "
+                   "and windows; Δ paired over windows, *matched*: moved to uniform's achieved sparsity along the sweep's local slope; "
+                   "the seed spread of Δ is bounded by 2 × uniform's seed sd; `wanda_nb.analysis.layerwise.owl_vs_uniform`):\n\n"
+                   + md_table(t[['OWL ppl', 'uniform ppl', 'achieved OWL / uniform', 'Δ log-ppl (matched)', 'u (window se, uniform seed sd × n)',
+                                 'verdict']].set_axis([_pct(s, 0) for s in ov.index]).rename_axis('target')))
     try:
         t, z = sensitivity(lw, c.corpus)
         out.append(f"\nSingle-block sensitivity (Wanda 50% on one block, the others dense; KL to dense on `{c.corpus}`, ± window se):\n\n"
@@ -270,6 +303,21 @@ def _sec_calib(c:_Ctx) -> str:
 # %% ../nbs/30_report.ipynb #c0fb7afe
 _SEED_REL = {0.5: 53.88, 0.7: 1554.79}
 
+def _capacity(c:_Ctx, d:pd.DataFrame):
+    "The seed's root cause at 70%, tested: does a method at the same sparsity (same capacity) lose measurably less?"
+    sg, inc = compare(_pick(d, 'sparsegpt', .7), _pick(d, 'wanda', .7), c.corpus), {m: increase(d, c.corpus, m, .7) for m in ('sparsegpt', 'wanda')}
+    if sg is None or not all(inc.values()):
+        return c.claim('capacity', NOT_MEASURED, 'SparseGPT and Wanda not both measured at 70% under one protocol')
+    ov = owl_vs_uniform(c.df, c.corpus)
+    owl = (f"; OWL+Wanda against uniform Wanda (seed {int(ov.loc[0.7, 'seed'])}): perplexity ratio {math.exp(ov.loc[0.7, 'diff_matched']):.3f} "
+           f"at matched sparsity ({ov.loc[0.7, 'verdict']})" if 0.7 in ov.index else '')
+    share = math.log(inc['sparsegpt']['ratio']) / math.log(inc['wanda']['ratio'])
+    kept = f"{share:.0%} of Wanda's log-perplexity increase over dense (×{inc['sparsegpt']['ratio']:.1f} against ×{inc['wanda']['ratio']:.1f})"
+    v = REFUTED if decide(sg, '<') == CONFIRMED else INCONCLUSIVE
+    c.claim('capacity', v, f"at the same 70%, SparseGPT (which updates the weights it keeps) against Wanda: {say(sg)}{owl}. " +
+            (f"Capacity is not the whole cause; but SparseGPT still keeps {kept}: much of the loss does come with the sparsity"
+             if v == REFUTED else f"SparseGPT does not measurably do better (it keeps {kept}): these runs do not separate capacity from method"))
+
 def _sec_high(c:_Ctx) -> str:
     out = ["### 3.3 High-sparsity regime\n"]
     d = c.default_group(c.main)
@@ -294,7 +342,14 @@ def _sec_high(c:_Ctx) -> str:
         c.claim('both70', v, '; '.join(f"{m} 70%: ×{i['ratio']:.2f} ({i['lo']:.2f}–{i['hi']:.2f})" for m, i in both.items())
                 + " ('significantly' read as: perplexity more than doubles, beyond the interval)")
     else: c.claim('both70', NOT_MEASURED, 'magnitude and Wanda not both measured at 70%')
+    _capacity(c, d)
     cp = collapse_point(d, 'ppl', 2.0, c.corpus)
+    w = {s: increase(d, c.corpus, 'wanda', s) for s in (0.3, 0.5)}
+    if all(w.values()):
+        c.claim('rec_start', REFUTED if w[0.5]['lo'] > 2 else CONFIRMED if w[0.5]['hi'] < 2 else INCONCLUSIVE,
+                '; '.join(f"Wanda {_pct(s, 0)}: ×{i['ratio']:.2f} dense ({i['lo']:.2f}–{i['hi']:.2f})" for s, i in w.items())
+                + " ('conservative' read as: perplexity below 2× dense; refuted means the range's upper end already crosses it)")
+    else: c.claim('rec_start', NOT_MEASURED, 'Wanda not measured at both 30% and 50%')
     out.append("\nCollapse: the lowest measured target sparsity at which perplexity exceeds 2× dense (mean over seeds), "
                "with the sparsity actually achieved there:\n\n" + md_table(cp[['collapse', 'achieved', 'last_ok', 'value']].rename_axis('method')))
     return '\n'.join(out)
@@ -314,6 +369,12 @@ def _sec_nm(c:_Ctx) -> str:
     if rows: out.append(f"Each N:M structure against unstructured at the same sparsity (`{c.corpus}` perplexity ratio N:M ÷ unstructured):\n\n"
                         + md_table(pd.DataFrame(rows).set_index('method')))
     c.claim('nm_cost', *(wv if wv else (NOT_MEASURED, 'no Wanda 2:4 and 50% records')), 'Wanda 2:4 vs 50% unstructured')
+    sg = compare(_pick(d, 'sparsegpt', .5, '2:4'), _pick(d, 'wanda', .5, '2:4'), c.corpus)
+    n48 = nm_compare(d, c.corpus, 'wanda', '4:8')
+    if sg is None: c.claim('rec_nm', NOT_MEASURED, 'SparseGPT and Wanda not both measured at 2:4')
+    else: c.claim('rec_nm', REFUTED if decide(sg, '<') == CONFIRMED else INCONCLUSIVE,
+                  f"the pruner, tested: SparseGPT 2:4 against Wanda 2:4: {say(sg)}" + (f"; Wanda 4:8 against unstructured 50%: {say(n48)}" if n48 else '')
+                  + "; the speed-up it is for is measured in the rows below", 'which pruner for N:M')
     bk = block_speed((c.speed or {}).get('infer_speed'))
     if len(bk):   # graphed timings of one block: no host overhead (benchmarks/infer_speed.py)
         env = c.speed['infer_speed'].get('env', {})
@@ -410,6 +471,15 @@ def _sec_recs(c:_Ctx) -> str:
     b = get('beats')
     if b[0] == f"**{CONFIRMED}**": out.append(f"Prune with Wanda rather than magnitude: {b[1]}.")
     elif b[0]: out.append(f"Wanda against magnitude is {b[0]} on this model: {b[1]}.")
+    dm = c.default_group(c.main)
+    better = [(lbl, cm) for s, st, lbl in ((.5, 'unstructured', '50%'), (.7, 'unstructured', '70%'), (.5, '2:4', '2:4'))
+              if (cm := compare(_pick(dm, 'sparsegpt', s, st), _pick(dm, 'wanda', s, st), c.corpus)) and decide(cm, '<') == CONFIRMED]
+    if better:
+        t = dm.groupby('method')['timings.prune_total'].mean() if 'timings.prune_total' in dm else pd.Series(dtype=float)
+        cost = (f" (pruning takes {t['sparsegpt']:.0f} s against Wanda's {t['wanda']:.0f} s per run here)"
+                if {'sparsegpt', 'wanda'} <= set(t.dropna().index) else '')
+        out.append("Where its pruning time is affordable, prune with SparseGPT: on this model it beats Wanda at "
+                   + '; '.join(f"{lbl} ({say(cm)})" for lbl, cm in better) + cost + '.')
     nm = get('nm_cost')
     if nm[0]: out.append(f"2:4 costs quality against unstructured 50% ({nm[0]}: {nm[1]}); use it for speed only where §3.4 measured a speed-up.")
     out.append("Judge a calibration corpus on the target text with several seeds: §3.2 gives each corpus pair's verdict.")

@@ -8,7 +8,7 @@ import pandas as pd, torch, torch.nn as nn
 from ..arch import decoder_linears
 
 # %% auto #0
-__all__ = ['mask_rows', 'block_sparsity', 'only_blocks', 'layer_profile', 'sensitivity', 'study']
+__all__ = ['mask_rows', 'block_sparsity', 'only_blocks', 'layer_profile', 'sensitivity', 'owl_vs_uniform', 'study']
 
 # %% ../../nbs/21_layerwise.ipynb #53b7b84e
 def mask_rows(model:nn.Module, # the model the masks belong to
@@ -93,6 +93,44 @@ def sensitivity(df:pd.DataFrame, # records of one protocol (`wanda_nb.analysis.e
     t['ppl'] = pd.Series({int(r['extra.blocks'][0]): r[f'metrics.ppl.{corpus}'] for r in d.to_dict('records')})
     z = pd.DataFrame({j: {k: (lambda m, se: m / se if se else 0.)(*paired_diff(kw[j], kw[k])) for k in sorted(kw)} for j in sorted(kw)}).T
     return t, z.rename_axis('block')
+
+# %% ../../nbs/21_layerwise.ipynb #93f80f00
+_OWL_KEYS = ('allocation', 'owl_m', 'owl_lambda')
+
+def owl_vs_uniform(df:pd.DataFrame, # flattened records of one model, every experiment (`wanda_nb.analysis.evidence.as_frame`)
+                   corpus:str, # evaluation corpus
+                   z:float=2.0, # uncertainties a verdict needs
+                  ) -> pd.DataFrame: # per OWL run: perplexities, achieved sparsities, Δ log-ppl (matched), se_w, σ_u, u, verdict
+    "OWL+Wanda against uniform Wanda at the same sparsity, calibration seed and windows; seed spread bounded by uniform's."
+    import json, math
+    from dataclasses import replace
+    from wanda_nb.analysis.evidence import protocol_of, select, compare, dedupe, CONFIRMED, REFUTED, INCONCLUSIVE
+    owl = df[(df['method'] == 'wanda') & df['variant'].str.contains('"allocation": "owl"', regex=False)]
+    rows, col = [], f'metrics.nll_windows.{corpus}'
+    for r in dedupe(owl).to_dict('records'):
+        P = protocol_of(r)
+        v = {k: x for k, x in json.loads(P.variant).items() if k not in _OWL_KEYS}
+        u = select(df, replace(P, variant=json.dumps(v, sort_keys=True, default=str)), method='wanda', sparsity=r['sparsity'],
+                   structure='unstructured')
+        u = u[u['group'] == 'row']
+        c = compare(pd.DataFrame([r]), u[u['seed'] == r['seed']], corpus)
+        if c is None: continue
+        lp = [sum(w) / len(w) for w in u[col] if isinstance(w, list)]
+        sd = float(pd.Series(lp).std()) if len(lp) > 1 else float('nan')
+        U = math.sqrt(c['se_window'] ** 2 + (2 * sd) ** 2) if sd == sd else float('nan')
+        near = {s: [sum(w) / len(w) for w in select(df, replace(P, variant=json.dumps(v, sort_keys=True, default=str)), method='wanda',
+                                                    sparsity=round(r['sparsity'] + s, 2), structure='unstructured')[col] if isinstance(w, list)]
+                for s in (-0.1, 0.1)}
+        slope = (sum(near[.1]) / len(near[.1]) - sum(near[-.1]) / len(near[-.1])) / 20 if all(near.values()) else float('nan')
+        gap = 100 * (c['achieved_a'] - c['achieved_b'])
+        d = c['diff'] - slope * gap if slope == slope else c['diff']  # at matched sparsity: the sweep's local slope, per point
+        verdict = (f"{INCONCLUSIVE} (seed spread unmeasured)" if U != U else INCONCLUSIVE if abs(d) <= z * U
+                   else CONFIRMED if d < 0 else REFUTED)
+        rows.append(dict(sparsity=r['sparsity'], seed=r['seed'], ppl_owl=math.exp(sum(r[col]) / len(r[col])),
+                         ppl_uniform=math.exp(c['diff'] * -1 + sum(r[col]) / len(r[col])), achieved_owl=c['achieved_a'],
+                         achieved_uniform=c['achieved_b'], gap_points=gap, slope=slope,
+                         diff=c['diff'], diff_matched=d, se_window=c['se_window'], sd_uniform=sd, n_uniform=len(lp), u=U, verdict=verdict))
+    return pd.DataFrame(rows).set_index('sparsity') if rows else pd.DataFrame()
 
 # %% ../../nbs/21_layerwise.ipynb #b5b8a384
 def study(B, # a `wanda_nb.experiment.Bench`
