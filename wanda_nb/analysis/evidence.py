@@ -14,7 +14,7 @@ from ..methods import METHODS
 
 # %% auto #0
 __all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'EVAL_SETS', 'as_frame', 'Protocol',
-           'protocol_of', 'describe', 'select', 'dedupe', 'seed_stats', 'compare', 'decide', 'matched', 'say',
+           'protocol_of', 'describe', 'select', 'dedupe', 'seed_stats', 't975', 'compare', 'decide', 'matched', 'say',
            'provenance', 'clean_only']
 
 # %% ../../nbs/19_evidence.ipynb #c5d4ca1b
@@ -142,23 +142,41 @@ def _pairs(a:pd.DataFrame, b:pd.DataFrame) -> list:
     return [(x, bs[x['seed']]) for x in A if x['seed'] in bs]
 
 # %% ../../nbs/19_evidence.ipynb #116ead68
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228, 12: 2.179,
+         15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980}
+
+def t975(dof:float) -> float:
+    "Student's t 97.5% quantile at `dof` (>= 1) degrees of freedom: the table, linear in 1/dof between its rows; 1.96 beyond."
+    if not dof >= 1: raise ValueError(f"t975 needs at least one degree of freedom, got {dof}")
+    ks = sorted(_T975)
+    if dof >= ks[-1]: return 1.96 + (_T975[ks[-1]] - 1.96) * ks[-1] / dof
+    lo = max(k for k in ks if k <= dof); hi = min(k for k in ks if k >= dof)
+    if lo == hi: return _T975[lo]
+    f = (1 / lo - 1 / dof) / (1 / lo - 1 / hi)
+    return _T975[lo] + f * (_T975[hi] - _T975[lo])
+
 def compare(a:pd.DataFrame, # records of configuration A under one protocol (one per seed)
             b:pd.DataFrame, # records of configuration B under the same protocol
             corpus:str, # evaluation corpus
             metric:str='nll', # 'nll' (log perplexity ratio) or 'kl' (KL to dense, nats)
-           ) -> dict|None: # diff (A − B), se_window, sd_seed, n, u, z, achieved_a, achieved_b; None if not comparable
-    "Paired difference A − B on the same windows, with window and calibration-seed uncertainty."
+           ) -> dict|None: # diff (A − B), se_window, sd_seed, n, sigma, dof, u, z, achieved_a, achieved_b; None if not comparable
+    "Paired difference A − B on the same windows, with window and calibration-seed uncertainty (u: t-scaled, see above)."
     if metric not in ('nll', 'kl'): raise ValueError(f"metric must be 'nll' or 'kl', got {metric!r}")
-    ds, ses = [], []
+    ds, ses, nw = [], [], []
     for x, y in _pairs(a, b):
         wa, wb = _windows(x, metric, corpus), _windows(y, metric, corpus)
         if wa is None or wb is None or len(wa) != len(wb): continue
-        d, se = paired_diff(wa, wb); ds.append(d); ses.append(se)
+        d, se = paired_diff(wa, wb); ds.append(d); ses.append(se); nw.append(len(wa))
     if not ds: return None
     n, d = len(ds), float(np.mean(ds))
     se_w, sd = float(np.mean(ses)), (float(np.std(ds, ddof=1)) if len(ds) > 1 else float('nan'))
-    u = math.sqrt(se_w ** 2 + (0. if sd != sd else sd ** 2 / n))
-    return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, u=u, z=d / u if u > 0 else (float('inf') * np.sign(d) if d else 0.),
+    vs = 0. if sd != sd else sd ** 2 / n
+    sigma = math.sqrt(se_w ** 2 + vs)
+    parts = se_w ** 4 / (min(nw) - 1) + (vs ** 2 / (n - 1) if vs else 0.)
+    dof = sigma ** 4 / parts if parts > 0 else float('inf')
+    u = sigma * (t975(dof) / 1.96 if dof != float('inf') else 1.)
+    return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, sigma=sigma, dof=dof, u=u,
+                z=d / u if u > 0 else (float('inf') * np.sign(d) if d else 0.),
                 achieved_a=float(a['metrics.achieved_sparsity'].mean()), achieved_b=float(b['metrics.achieved_sparsity'].mean()))
 
 # %% ../../nbs/19_evidence.ipynb #196191eb

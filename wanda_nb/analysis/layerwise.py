@@ -104,7 +104,7 @@ def owl_vs_uniform(df:pd.DataFrame, # flattened records of one model, every expe
     "OWL+Wanda against uniform Wanda at the same sparsity, calibration seed and windows; seed spread bounded by uniform's."
     import json, math
     from dataclasses import replace
-    from wanda_nb.analysis.evidence import protocol_of, select, compare, dedupe, CONFIRMED, REFUTED, INCONCLUSIVE
+    from wanda_nb.analysis.evidence import protocol_of, select, compare, dedupe, t975, CONFIRMED, REFUTED, INCONCLUSIVE
     owl = df[(df['method'] == 'wanda') & df['variant'].str.contains('"allocation": "owl"', regex=False)]
     rows, col = [], f'metrics.nll_windows.{corpus}'
     for r in dedupe(owl).to_dict('records'):
@@ -117,7 +117,11 @@ def owl_vs_uniform(df:pd.DataFrame, # flattened records of one model, every expe
         if c is None: continue
         lp = [sum(w) / len(w) for w in u[col] if isinstance(w, list)]
         sd = float(pd.Series(lp).std()) if len(lp) > 1 else float('nan')
-        U = math.sqrt(c['se_window'] ** 2 + (2 * sd) ** 2) if sd == sd else float('nan')
+        if sd == sd: # Welch–Satterthwaite over the window term and the seed bound (n − 1 dof), t-scaled as `compare` does
+            sig = math.sqrt(c['se_window'] ** 2 + (2 * sd) ** 2)
+            dof = sig ** 4 / (c['se_window'] ** 4 / (len(r[col]) - 1) + (2 * sd) ** 4 / (len(lp) - 1))
+            U = sig * t975(dof) / 1.96
+        else: U = float('nan')
         near = {s: [sum(w) / len(w) for w in select(df, replace(P, variant=json.dumps(v, sort_keys=True, default=str)), method='wanda',
                                                     sparsity=round(r['sparsity'] + s, 2), structure='unstructured')[col] if isinstance(w, list)]
                 for s in (-0.1, 0.1)}
