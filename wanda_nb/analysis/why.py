@@ -5,15 +5,17 @@
 # %% ../../nbs/20_why_wanda.ipynb #8843f1a4
 from __future__ import annotations
 import math
-import pandas as pd, torch, torch.nn as nn
+import numpy as np, pandas as pd, torch, torch.nn as nn
 from ..arch import decoder_linears, input_group
 from ..mask import select_mask
 from ..methods import get_method, method_options
 from ..theory import rel_recon_error
+from ..metrics import paired_diff
+from .evidence import as_frame, dedupe
 
 # %% auto #0
-__all__ = ['INPUTS', 'feature_norm_stats', 'layer_masks', 'mask_disagreement', 'removed_energy', 'row_errors', 'layer_rows',
-           'recon_summary', 'row_emptying', 'study']
+__all__ = ['INPUTS', 'LINEAR_KINDS', 'feature_norm_stats', 'layer_masks', 'mask_disagreement', 'removed_energy', 'row_errors',
+           'layer_rows', 'recon_summary', 'row_emptying', 'study', 'feature_spread', 'mask_agreement', 'attribution']
 
 # %% ../../nbs/20_why_wanda.ipynb #a01f9cba
 def feature_norm_stats(norm:torch.Tensor, # (d_in,) ‖X_j‖₂ per input feature, any float dtype
@@ -156,3 +158,77 @@ def study(B, # a `wanda_nb.experiment.Bench`
         run_h(f'mag_in_b{j}', lambda i, n, j=j: i == j, dict(magnitude_blocks=[j]))
         run_h(f'wanda_in_b{j}', lambda i, n, j=j: i != j, dict(wanda_blocks=[j]))
     return recs, S
+
+# %% ../../nbs/20_why_wanda.ipynb #51c855aa
+def _ordered(keys, first) -> list:
+    "The distinct `keys`, in the order of `first`, then any others in their order of appearance."
+    ks = list(dict.fromkeys(keys))
+    return [k for k in first if k in ks] + [k for k in ks if k not in first]
+
+def _rows(layers, cols, fn) -> pd.DataFrame:
+    "Per-layer rows as a frame, or a ValueError naming the missing columns."
+    t = pd.DataFrame(list(layers))
+    miss = [c for c in cols if c not in t]
+    if t.empty or miss:
+        raise ValueError(f"{fn} needs per-layer rows with {', '.join(cols)}; missing: {', '.join(miss) or 'every row'}")
+    return t
+
+# %% ../../nbs/20_why_wanda.ipynb #e7a874b0
+def feature_spread(layers:list # a record's `metrics.layers`: block, input, norm_max_median, norm_top_share, ...
+                  ) -> pd.DataFrame: # per input (INPUTS order): max_median_min/_median/_max, top_share_min/_max, blocks
+    "Spread of the input-feature norms per input group, one value per (block, input): q, k and v count once."
+    mm, ts = 'norm_max_median', 'norm_top_share'
+    t = _rows(layers, ('block', 'input', mm, ts), 'feature_spread').drop_duplicates(['block', 'input'])
+    out = t.groupby('input').agg(max_median_min=(mm, 'min'), max_median_median=(mm, 'median'),
+                                 max_median_max=(mm, 'max'), top_share_min=(ts, 'min'), top_share_max=(ts, 'max'),
+                                 blocks=('block', 'nunique'))
+    return out.loc[_ordered(t['input'], INPUTS)]
+
+# %% ../../nbs/20_why_wanda.ipynb #f96526ae
+LINEAR_KINDS = ('q', 'k', 'v', 'o', 'gate', 'up', 'down') # the linears of a Llama block (`wanda_nb.arch.module_kind`)
+
+def mask_agreement(layers:list # a record's `metrics.layers` with n1, only1, jaccard (`layer_rows(ref=...)`)
+                  ) -> pd.DataFrame: # per kind (LINEAR_KINDS order), then 'all': pruned, differ, jaccard_min, jaccard_max
+    "How a record's masks differ from its reference masks, per kind and in all: Σ pruned, pooled differ, Jaccard range."
+    t = _rows(layers, ('kind', 'n1', 'only1', 'jaccard'), 'mask_agreement')
+    agg = lambda d: dict(pruned=int(d.n1.sum()), differ=d.only1.sum() / d.n1.sum() if d.n1.sum() else 0.,
+                         jaccard_min=d.jaccard.min(), jaccard_max=d.jaccard.max())
+    rows = {k: agg(t[t.kind == k]) for k in _ordered(t.kind, LINEAR_KINDS)} | {'all': agg(t)}
+    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('kind')
+
+# %% ../../nbs/20_why_wanda.ipynb #1bf1fb41
+def _tag(d, col, v) -> pd.Series: # bool per row: the record's `col` is the list [v]
+    return d[col].map(lambda x: isinstance(x, list) and x == [v]) if col in d else pd.Series(False, index=d.index)
+
+def attribution(df:pd.DataFrame, # flattened records (`as_frame` or `wanda_nb.records.load_records`), any experiments
+                corpus:str, # the evaluation corpus whose per-window values are compared
+                metric:str='kl' # 'kl' or 'nll': the lists `metrics.<metric>_windows.<corpus>`
+               ) -> pd.DataFrame: # per part: cost, cost_se, gain, gain_se, cost_G, gain_G; attrs G, G_se
+    "The all-magnitude − all-Wanda gap G, attributed to input groups and blocks by the hybrids, paired per window."
+    col = f'metrics.{metric}_windows.{corpus}'
+    has = lambda c, v: df[c].eq(v) if c in df else pd.Series(False, index=df.index)
+    d = df[has('experiment', 'why') & has('extra.stats', 'dense_inputs') & np.isclose(df['sparsity'].astype(float), .5)]
+    d = dedupe(as_frame(d)) if len(d) else d
+    last = lambda x: None if x.empty else x.iloc[-1] # the newest record
+    w, m = (last(d[(d.method == k) & (d.group == 'row')]) if len(d) else None for k in ('wanda', 'magnitude'))
+    if w is None or m is None:
+        miss = ', '.join(k for k, r in (('wanda', w), ('magnitude', m)) if r is None)
+        raise ValueError(f"attribution needs the 'why' all-Wanda and all-magnitude records (per-row, 50%, dense inputs); missing: {miss}")
+    def win(r):
+        if not isinstance(r.get(col), list): raise ValueError(f"record {r.get('id')} has no per-window values {col}")
+        return r[col]
+    h = d[d.method == 'hybrid']
+    one = lambda c: [x[0] for x in h[c] if isinstance(x, list) and len(x) == 1] if c in h else []
+    parts = [(k, 'kinds', k) for k in _ordered(one('extra.magnitude_kinds') + one('extra.wanda_kinds'), INPUTS)]
+    parts += [(f'b{j}', 'blocks', j) for j in sorted(set(one('extra.magnitude_blocks') + one('extra.wanda_blocks')))]
+    rows, nan = [], (math.nan, math.nan)
+    for p, by, v in parts:
+        mi, wi = last(h[_tag(h, f'extra.magnitude_{by}', v)]), last(h[_tag(h, f'extra.wanda_{by}', v)])
+        c = nan if mi is None else paired_diff(win(mi), win(w))
+        g = nan if wi is None else paired_diff(win(m), win(wi))
+        rows.append(dict(part=p, cost=c[0], cost_se=c[1], gain=g[0], gain_se=g[1]))
+    out = pd.DataFrame(rows, columns=['part', 'cost', 'cost_se', 'gain', 'gain_se']).set_index('part')
+    G, G_se = paired_diff(win(m), win(w))
+    out['cost_G'], out['gain_G'] = out.cost / G, out.gain / G
+    out.attrs.update(G=G, G_se=G_se)
+    return out
