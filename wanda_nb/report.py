@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, seed_stats, compare, decide, say,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
-from .analysis.why import recon_summary, row_emptying
+from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
 from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
 from .analysis.tasks import task_drops, distinguishable
 from .analysis.calibration import calib_grid, diagonal_test
@@ -186,6 +186,32 @@ def _sec_recon(c:_Ctx) -> str:
                    + md_table(e, fmt=lambda x: _pct(x, 1)))
         out.append("\nAn emptied row of `q_proj` or `k_proj` is a dead query/key dimension; the matrix-level error weighs it by its "
                    "small share of ‖WX‖² and can favour per-matrix magnitude while the per-row error, which counts every output, does not.")
+    fs = feature_spread(L['wanda'])
+    out.append("\nHow unequal the input features are (the dense model's calibration inputs; per input group, over blocks): max/median "
+               "of ‖X_j‖₂ and the share of Σ‖X_j‖² held by the top 1% of features. Wanda differs from per-row magnitude only "
+               "where these norms differ:\n\n" + md_table(fs.assign(**{c: fs[c].map(lambda x: _pct(x, 1)) for c in ('top_share_min', 'top_share_max')})))
+    ag = {'per-row magnitude': mask_agreement(L['wanda'])}
+    if 'magnitude (layer)' in L: ag['per-matrix magnitude'] = mask_agreement(L['magnitude (layer)'])
+    t = pd.concat({k: a.assign(jaccard=[f"{lo:.2f}–{hi:.2f}" for lo, hi in zip(a['jaccard_min'], a['jaccard_max'])],
+                               differ=a['differ'].map(lambda x: _pct(x, 1)))[['differ', 'jaccard']] for k, a in ag.items()}, axis=1)
+    t.columns = [f"{a}: {b}" for a, b in t.columns]
+    out.append("\nHow many weights the masks disagree on (*differ*: the fraction of the first mask's pruned weights the other keeps; "
+               "Jaccard of the pruned sets, lowest–highest matrix of each kind):\n\n" + md_table(t))
+    try: at = attribution(c.df, c.corpus)
+    except (ValueError, KeyError): at = None
+    if at is not None and len(at):
+        c.use('1', c.df[(c.df['experiment'] == 'why') & (c.df['method'] == 'hybrid')])
+        G, Gse = at.attrs['G'], at.attrs['G_se']
+        rows = at.assign(cost=[f"{a:+.3f} ± {b:.3f} ({g:.0%})" for a, b, g in zip(at['cost'], at['cost_se'], at['cost_G'])],
+                         gain=[f"{a:+.3f} ± {b:.3f} ({g:.0%})" for a, b, g in zip(at['gain'], at['gain_se'], at['gain_G'])])[['cost', 'gain']]
+        ins = [p for p in at.index if not str(p).startswith('b')]
+        out.append(f"\nWhere the gap comes from (`{c.corpus}` KL to dense, nats/token, per-window paired ± se). G = KL(all per-row "
+                   f"magnitude) − KL(all Wanda) = {G:.3f} ± {Gse:.3f}; *cost* of a part: KL(magnitude in that part only) − KL(all "
+                   "Wanda); *gain*: KL(all magnitude) − KL(Wanda in that part only); in parentheses, as a fraction of G:\n\n"
+                   + md_table(rows.rename_axis('part'))
+                   + (f"\n\nThe input-group costs sum to {at.loc[ins, 'cost'].sum() / G:.0%} of G and the gains to "
+                      f"{at.loc[ins, 'gain'].sum() / G:.0%}: the parts interact, so these bound each part's share rather than "
+                      "decompose G." if len(ins) > 1 and at.loc[ins, ['cost', 'gain']].notna().all().all() else ''))
     return '\n'.join(out)
 
 # %% ../nbs/30_report.ipynb #fb389f71
