@@ -117,13 +117,16 @@ def _rec(alloc, seed, w, method='wanda', target=0.5):
 @pytest.mark.parametrize('seed', range(10))
 def test_table_diff_is_the_mean_paired_difference(seed):
     from wanda_nb.analysis.allocation import allocation_frame, allocation_table, allocation_verdicts
+    from wanda_nb.analysis.evidence import t975
     rng = np.random.default_rng(seed)
     u = rng.uniform(1, 2, (3, 6)); d = rng.normal(-0.1, 0.05, (3, 6))
     df = allocation_frame(pd.DataFrame([_rec('uniform', k, u[k]) for k in range(3)] + [_rec('b', k, u[k] + d[k]) for k in range(3)]))
     t = allocation_table(df, 'x').loc[('wanda', 0.5, 'b')]
     assert abs(t['diff'] - d.mean()) < 1e-12
     se_w = np.mean([d[k].std(ddof=1) / np.sqrt(6) for k in range(3)]); sd = d.mean(1).std(ddof=1)
-    assert abs(t['u'] - math.sqrt(se_w ** 2 + sd ** 2 / 3)) < 1e-12
+    sigma = math.sqrt(se_w ** 2 + sd ** 2 / 3)                     # t-scaled (Welch-Satterthwaite): evidence.compare
+    dof = sigma ** 4 / (se_w ** 4 / 5 + (sd ** 2 / 3) ** 2 / 2)
+    assert abs(t['u'] - sigma * t975(dof) / 1.96) < 1e-12
     v = allocation_verdicts(df, ('x',), claims=(('3', 'b beats uniform', 'wanda', 'b', 'uniform'),)).iloc[0]
     assert v.verdict == ('inconclusive' if abs(v.z) <= 2 else 'confirmed' if v['diff'] < 0 else 'refuted')
 
