@@ -186,12 +186,14 @@ def _sec_recon(c:_Ctx) -> str:
                    + md_table(e, fmt=lambda x: _pct(x, 1)))
         out.append("\nAn emptied row of `q_proj` or `k_proj` is a dead query/key dimension; the matrix-level error weighs it by its "
                    "small share of ‖WX‖² and can favour per-matrix magnitude while the per-row error, which counts every output, does not.")
-    fs = feature_spread(L['wanda'])
+    try: fs, ag = feature_spread(L['wanda']), {'per-row magnitude': mask_agreement(L['wanda'])}
+    except ValueError: return '\n'.join(out) # rows without the feature-norm and agreement columns (older or synthetic records)
     out.append("\nHow unequal the input features are (the dense model's calibration inputs; per input group, over blocks): max/median "
                "of ‖X_j‖₂ and the share of Σ‖X_j‖² held by the top 1% of features. Wanda differs from per-row magnitude only "
                "where these norms differ:\n\n" + md_table(fs.assign(**{c: fs[c].map(lambda x: _pct(x, 1)) for c in ('top_share_min', 'top_share_max')})))
-    ag = {'per-row magnitude': mask_agreement(L['wanda'])}
-    if 'magnitude (layer)' in L: ag['per-matrix magnitude'] = mask_agreement(L['magnitude (layer)'])
+    if 'magnitude (layer)' in L:
+        try: ag['per-matrix magnitude'] = mask_agreement(L['magnitude (layer)'])
+        except ValueError: pass
     t = pd.concat({k: a.assign(jaccard=[f"{lo:.2f}–{hi:.2f}" for lo, hi in zip(a['jaccard_min'], a['jaccard_max'])],
                                differ=a['differ'].map(lambda x: _pct(x, 1)))[['differ', 'jaccard']] for k, a in ag.items()}, axis=1)
     t.columns = [f"{a}: {b}" for a, b in t.columns]
