@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_report.ipynb #cad6305c
 from __future__ import annotations
-import argparse, json, math, re, sys
+import argparse, functools, json, math, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, seed_stats, compare, decide, say,
@@ -73,6 +73,9 @@ class _Ctx:
         self.corpus = corpus or ('stories' if 'stories' in evals else 'wikitext2' if 'wikitext2' in evals else (evals or [None])[0])
     def claim(self, key:str, verdict:str, measured:str, on:str|None=None):
         self.claims.append((SEED_CLAIMS[key] + (f' ({on})' if on else ''), f"**{verdict}**", measured))
+    @functools.cached_property
+    def owl(self) -> pd.DataFrame: # OWL+Wanda against uniform Wanda (§2 and the 70% root-cause claim read it)
+        return owl_vs_uniform(self.df, self.corpus)
     def use(self, section:str, d:pd.DataFrame):
         if len(d) and 'id' in d: self.used.setdefault(section, set()).update(d['id'].dropna().astype(str))
         return d
@@ -255,7 +258,7 @@ def _sec_layers(c:_Ctx) -> str:
         c.claim('early', v, m + ': uniform by construction')
         c.claim('late', v, m + ': uniform by construction (and the claim contradicts the previous one)')
         c.claim('adapts', v, m + ': a zero spread is what the per-row rule guarantees, not an adaptation; OWL is the method that adapts')
-    ov = owl_vs_uniform(c.df, c.corpus)
+    ov = c.owl
     if len(ov):
         c.use('2', c.df[(c.df['method'] == 'wanda') & c.df['variant'].str.contains('"allocation": "owl"', regex=False)])
         t = ov.assign(**{'OWL ppl': ov['ppl_owl'], 'uniform ppl': ov['ppl_uniform'],
@@ -336,7 +339,7 @@ def _capacity(c:_Ctx, d:pd.DataFrame):
     sg, inc = compare(_pick(d, 'sparsegpt', .7), _pick(d, 'wanda', .7), c.corpus), {m: increase(d, c.corpus, m, .7) for m in ('sparsegpt', 'wanda')}
     if sg is None or not all(inc.values()):
         return c.claim('capacity', NOT_MEASURED, 'SparseGPT and Wanda not both measured at 70% under one protocol')
-    ov = owl_vs_uniform(c.df, c.corpus)
+    ov = c.owl
     owl = (f"; OWL+Wanda against uniform Wanda (seed {int(ov.loc[0.7, 'seed'])}): perplexity ratio {math.exp(ov.loc[0.7, 'diff_matched']):.3f} "
            f"at matched sparsity ({ov.loc[0.7, 'verdict']})" if 0.7 in ov.index else '')
     share = math.log(inc['sparsegpt']['ratio']) / math.log(inc['wanda']['ratio'])
@@ -493,7 +496,6 @@ def _sec_finetune(c:_Ctx) -> str:
 
 # %% ../nbs/30_report.ipynb #6142ca38
 def _sec_recs(c:_Ctx) -> str:
-    v = {k.split(' (')[0]: (vd, m) for k, vd, m in c.claims}
     get = lambda key: next(((vd, m) for k, vd, m in c.claims if k.startswith(SEED_CLAIMS[key])), (None, ''))
     out = []
     b = get('beats')

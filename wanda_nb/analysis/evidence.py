@@ -14,8 +14,8 @@ from ..methods import METHODS
 
 # %% auto #0
 __all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'EVAL_SETS', 'as_frame', 'Protocol',
-           'protocol_of', 'describe', 'select', 'dedupe', 'seed_stats', 't975', 'compare', 'decide', 'matched', 'say',
-           'provenance', 'clean_only']
+           'protocol_of', 'describe', 'select', 'dedupe', 'seed_stats', 't975', 't_scaled', 'compare', 'decide',
+           'matched', 'say', 'provenance', 'clean_only']
 
 # %% ../../nbs/19_evidence.ipynb #c5d4ca1b
 _DEFAULTS = dict(experiment='main', model='?', method='?', sparsity=0.0, structure='unstructured', group=None,
@@ -155,6 +155,17 @@ def t975(dof:float) -> float:
     f = (1 / lo - 1 / dof) / (1 / lo - 1 / hi)
     return _T975[lo] + f * (_T975[hi] - _T975[lo])
 
+def t_scaled(se_w:float, # window standard error of the difference
+             dof_w:float, # its degrees of freedom (windows − 1)
+             var_seed:float=0., # the seed term's variance of the mean (sd² / n); 0 when unmeasured
+             dof_seed:float=1., # its degrees of freedom (seeds − 1)
+            ) -> tuple: # (sigma, dof, u)
+    "Combined standard uncertainty, Welch–Satterthwaite degrees of freedom, and u = sigma·t975(dof)/1.96 (see above)."
+    sigma = math.sqrt(se_w ** 2 + var_seed)
+    parts = se_w ** 4 / dof_w + (var_seed ** 2 / dof_seed if var_seed else 0.)
+    dof = sigma ** 4 / parts if parts > 0 else float('inf')
+    return sigma, dof, sigma * (t975(dof) / 1.96 if dof != float('inf') else 1.)
+
 def compare(a:pd.DataFrame, # records of configuration A under one protocol (one per seed)
             b:pd.DataFrame, # records of configuration B under the same protocol
             corpus:str, # evaluation corpus
@@ -170,11 +181,7 @@ def compare(a:pd.DataFrame, # records of configuration A under one protocol (one
     if not ds: return None
     n, d = len(ds), float(np.mean(ds))
     se_w, sd = float(np.mean(ses)), (float(np.std(ds, ddof=1)) if len(ds) > 1 else float('nan'))
-    vs = 0. if sd != sd else sd ** 2 / n
-    sigma = math.sqrt(se_w ** 2 + vs)
-    parts = se_w ** 4 / (min(nw) - 1) + (vs ** 2 / (n - 1) if vs else 0.)
-    dof = sigma ** 4 / parts if parts > 0 else float('inf')
-    u = sigma * (t975(dof) / 1.96 if dof != float('inf') else 1.)
+    sigma, dof, u = t_scaled(se_w, min(nw) - 1, 0. if sd != sd else sd ** 2 / n, n - 1)
     return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, sigma=sigma, dof=dof, u=u,
                 z=d / u if u > 0 else (float('inf') * np.sign(d) if d else 0.),
                 achieved_a=float(a['metrics.achieved_sparsity'].mean()), achieved_b=float(b['metrics.achieved_sparsity'].mean()))

@@ -4,8 +4,11 @@
 
 # %% ../../nbs/21_layerwise.ipynb #cde60dc6
 from __future__ import annotations
-import pandas as pd, torch, torch.nn as nn
+import json, math
+from dataclasses import replace
+import numpy as np, pandas as pd, torch, torch.nn as nn
 from ..arch import decoder_linears
+from .evidence import protocol_of, select, compare, dedupe, t_scaled, CONFIRMED, REFUTED, INCONCLUSIVE
 
 # %% auto #0
 __all__ = ['mask_rows', 'block_sparsity', 'only_blocks', 'layer_profile', 'sensitivity', 'owl_vs_uniform', 'study']
@@ -102,37 +105,29 @@ def owl_vs_uniform(df:pd.DataFrame, # flattened records of one model, every expe
                    z:float=2.0, # uncertainties a verdict needs
                   ) -> pd.DataFrame: # per OWL run: perplexities, achieved sparsities, Δ log-ppl (matched), se_w, σ_u, u, verdict
     "OWL+Wanda against uniform Wanda at the same sparsity, calibration seed and windows; seed spread bounded by uniform's."
-    import json, math
-    from dataclasses import replace
-    from wanda_nb.analysis.evidence import protocol_of, select, compare, dedupe, t975, CONFIRMED, REFUTED, INCONCLUSIVE
     owl = df[(df['method'] == 'wanda') & df['variant'].str.contains('"allocation": "owl"', regex=False)]
     rows, col = [], f'metrics.nll_windows.{corpus}'
+    logppl = lambda d: [float(np.mean(w)) for w in d[col] if isinstance(w, list)] # one per record: mean NLL over windows
     for r in dedupe(owl).to_dict('records'):
         P = protocol_of(r)
-        v = {k: x for k, x in json.loads(P.variant).items() if k not in _OWL_KEYS}
-        u = select(df, replace(P, variant=json.dumps(v, sort_keys=True, default=str)), method='wanda', sparsity=r['sparsity'],
-                   structure='unstructured')
-        u = u[u['group'] == 'row']
-        c = compare(pd.DataFrame([r]), u[u['seed'] == r['seed']], corpus)
+        U_P = replace(P, variant=json.dumps({k: x for k, x in json.loads(P.variant).items() if k not in _OWL_KEYS}, sort_keys=True, default=str))
+        uni = lambda s: select(df, U_P, method='wanda', sparsity=round(s, 2), structure='unstructured').query("group == 'row'")
+        u = uni(r['sparsity'])
+        u0 = u[u['seed'] == r['seed']]
+        c = compare(pd.DataFrame([r]), u0, corpus)
         if c is None: continue
-        lp = [sum(w) / len(w) for w in u[col] if isinstance(w, list)]
-        sd = float(pd.Series(lp).std()) if len(lp) > 1 else float('nan')
-        if sd == sd: # Welch–Satterthwaite over the window term and the seed bound (n − 1 dof), t-scaled as `compare` does
-            sig = math.sqrt(c['se_window'] ** 2 + (2 * sd) ** 2)
-            dof = sig ** 4 / (c['se_window'] ** 4 / (len(r[col]) - 1) + (2 * sd) ** 4 / (len(lp) - 1))
-            U = sig * t975(dof) / 1.96
-        else: U = float('nan')
-        near = {s: [sum(w) / len(w) for w in select(df, replace(P, variant=json.dumps(v, sort_keys=True, default=str)), method='wanda',
-                                                    sparsity=round(r['sparsity'] + s, 2), structure='unstructured')[col] if isinstance(w, list)]
-                for s in (-0.1, 0.1)}
-        slope = (sum(near[.1]) / len(near[.1]) - sum(near[-.1]) / len(near[-.1])) / 20 if all(near.values()) else float('nan')
+        lp = logppl(u)
+        sd = float(np.std(lp, ddof=1)) if len(lp) > 1 else float('nan')
+        # the seed bound 2σ_u, with n_u − 1 degrees of freedom, t-scaled as `compare` scales its own seed term
+        U = t_scaled(c['se_window'], len(r[col]) - 1, (2 * sd) ** 2, len(lp) - 1)[2] if sd == sd else float('nan')
+        near = {s: logppl(uni(r['sparsity'] + s)) for s in (-0.1, 0.1)}
+        slope = (np.mean(near[.1]) - np.mean(near[-.1])) / 20 if all(near.values()) else float('nan')
         gap = 100 * (c['achieved_a'] - c['achieved_b'])
         d = c['diff'] - slope * gap if slope == slope else c['diff']  # at matched sparsity: the sweep's local slope, per point
         verdict = (f"{INCONCLUSIVE} (seed spread unmeasured)" if U != U else INCONCLUSIVE if abs(d) <= z * U
                    else CONFIRMED if d < 0 else REFUTED)
-        rows.append(dict(sparsity=r['sparsity'], seed=r['seed'], ppl_owl=math.exp(sum(r[col]) / len(r[col])),
-                         ppl_uniform=math.exp(c['diff'] * -1 + sum(r[col]) / len(r[col])), achieved_owl=c['achieved_a'],
-                         achieved_uniform=c['achieved_b'], gap_points=gap, slope=slope,
+        rows.append(dict(sparsity=r['sparsity'], seed=r['seed'], ppl_owl=math.exp(np.mean(r[col])), ppl_uniform=math.exp(logppl(u0)[0]),
+                         achieved_owl=c['achieved_a'], achieved_uniform=c['achieved_b'], gap_points=gap, slope=slope,
                          diff=c['diff'], diff_matched=d, se_window=c['se_window'], sd_uniform=sd, n_uniform=len(lp), u=U, verdict=verdict))
     return pd.DataFrame(rows).set_index('sparsity') if rows else pd.DataFrame()
 
