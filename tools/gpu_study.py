@@ -20,7 +20,7 @@ PLANS = dict(   # study -> (what it runs, roughly) — the order given by --plan
     layerwise='wanda 50%/70% with reconstruction errors, global magnitude, single-block sensitivity, OWL 70%',
     calibration='corpus grid (wikitext2 validation, c4 held-out half, stdlib code) at 50% and 70%, three seeds',
     sweep='the rest of the sweep: 10-90% and 4:8, seed 0',
-    owl='OWL+Wanda at 50/60/70%',
+    owl='OWL+Wanda at 50/60/70%, the seeds of --owl-seeds',
     quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, and the Q4_1 model as it is',
     allocation='uniform / OWL / learned schedule at 50% and 70% (the allocation study, SmolLM2 plan)',
     recovery='fine-tuning with the mask held fixed (the recovery study, SmolLM2 plan)',
@@ -45,6 +45,7 @@ def main():
     ap.add_argument('--tasks-settings', default='0.5:unstructured,0.5:2:4', help='the tasks study: sparsity:structure pairs')
     ap.add_argument('--tasks-limit', type=int, default=0, help='the tasks study: first N items of each task (0: all; recorded)')
     ap.add_argument('--sweep-methods', default='', help='the sweep study: methods, in priority order (default: every pruner)')
+    ap.add_argument('--owl-seeds', default='0', help='the owl study: calibration seeds, in priority order')
     a = ap.parse_args()
     t0, out, log = time.time(), Path(a.out), []
     os.environ['WANDA_NB_COMMIT'] = a.commit; os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
@@ -107,6 +108,10 @@ def _run(st, B, root, a, say):
         from wanda_nb.analysis import recovery as R
         R.study(B, root/'recovery', **getattr(R, 'SMOLLM2', {}))
     elif st == 'owl':
-        for s in (0.5, 0.6, 0.7): run_one(B, 'wanda', s, allocation='owl', out=root/'layerwise', experiment='layerwise', batch_size=bs)
+        for seed in map(int, a.owl_seeds.split(',')):
+            cal = sweep.reseeded(B, seed)
+            for s in (0.5, 0.6, 0.7):
+                r = run_one(B, 'wanda', s, allocation='owl', calib=cal, out=root/'layerwise', experiment='layerwise', batch_size=bs)
+                say(f"  owl wanda {s} seed {seed}: ppl {r['metrics']['ppl']['wikitext2']:.3f}")
 
 if __name__ == '__main__': main()

@@ -50,12 +50,12 @@ def main():
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     lr_file = out/'lr.json'
     lrs = json.loads(lr_file.read_text()) if lr_file.exists() else {}
-    for k in KINDS:
+    plan = PLANS[a.plan] | (dict(limit=a.limit) if 'zeroshot' in PLANS[a.plan].get('evals', ()) else {})
+    for k in plan.get('kinds', KINDS): # learning rates of the kinds this plan trains only
         if k not in lrs:
             t = choose_lr(B, k, LRS[k], tokens=131072, **base)
             print(f"lr {k}:\n{t}", flush=True); lrs[k] = float(t['lr'][0]); lr_file.write_text(json.dumps(lrs, indent=1))
-    settings = {k: base | dict(lr=lrs[k]) for k in KINDS}
-    plan = PLANS[a.plan] | (dict(limit=a.limit) if 'zeroshot' in PLANS[a.plan].get('evals', ()) else {})
+    settings = {k: base | dict(lr=lrs[k]) for k in plan.get('kinds', KINDS)}
     recs = study(B, out, settings=settings, ckpt=a.ckpt, until=until, log=lambda s: print(s, flush=True), **plan)
     print(f"{len(recs)} of {n_runs(plan)} runs in {time.time() - t0:.0f} s:",
           'done' if len(recs) == n_runs(plan) else 'not done, run the same command again', flush=True)
