@@ -12,8 +12,9 @@ rm -rf .gpu/p1 .gpu/p2 .gpu/p3 && mkdir -p .gpu/p1/whl .gpu/p1/data .gpu/p2/whl 
 split -b 33000000 -d -a 1 "$G" .gpu/tmp/gg.part        # gg.part0, gg.part1, gg.part2: the sha256s call1-3.sh check
 mv .gpu/tmp/gg.part0 .gpu/p1/; mv .gpu/tmp/gg.part1 .gpu/p2/; mv .gpu/tmp/gg.part2 .gpu/p3/
 cp -r $D/wikitext-2-raw $D/c4 $D/models .gpu/p1/data/; cp -r $D/tasks .gpu/p2/data/
-dl() { python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$@"; }
+dl() { local d=$1; shift; for w in "$@"; do  # a binary wheel for the device's Python 3.12, else one built here (pure-Python sdists)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d $d $w 2>/dev/null || python3 -m pip wheel -q --no-deps -w $d $w; done; }
 dl .gpu/p1/whl lm_eval==0.4.13 fastcore==1.14.5
 dl .gpu/p2/whl chardet==6.0.0.post1 dataproperty==1.1.1 datasets==5.2.0 defusedxml==0.7.1 dill==0.4.1 evaluate==0.4.6 \
    gguf==0.19.0 mbstrdecoder==1.1.5 more_itertools==11.2.1 multiprocess==0.70.19 nltk==3.10.4 pathvalidate==3.3.1 \
