@@ -23,7 +23,7 @@ def recovery_bench(model:str='stories260K', dtype:str='float32', device:str='cpu
                    **kw, # `wanda_nb.experiment.bench`: nsamples, seqlen, seed, eval_seqlen, corpora, max_windows
                   ):
     "A bench for the recovery study: calibration on C4's first half, evaluation also on C4's evaluation half."
-    b = bench(model, dtype, device, **kw)
+    b = bench(model, dtype, device, sampler=sampler, **kw) # its own sampler too: 'official' fails on long windows
     cal, ev = held_out(load_corpus('c4', 'train'))
     m = b.calib.meta
     b.calib = calib_windows(cal, b.tokenizer, m['nsamples'], m['seqlen'], m['seed'], sampler)
