@@ -12,7 +12,7 @@ from ..experiment import run_one
 
 # %% auto #0
 __all__ = ['SPECS', 'ORDERS', 'STYLE', 'COLORS', 'SMOLLM2', 'specs_for', 'study', 'label', 'quant_table', 'paired', 'kl_grid',
-           'bits_figure', 'added_cost', 'order_diffs']
+           'bits_figure', 'added_cost', 'order_diffs', 'rivals']
 
 # %% ../../nbs/28_quantization.ipynb #d20e15c4
 SPECS = {'stories260K': ('int8', 'int4-g32/43', 'int4'), 'SmolLM2-135M': ('int8', 'int4-g64', 'int4')}
@@ -99,7 +99,8 @@ def kl_grid(T:pd.DataFrame, # `quant_table` rows of one calibration seed
     return pd.concat([g, bits])[[c for c in ('float16', 'int8', *sorted(set(t.spec) - {'float16', 'int8'})) if c in g]]
 
 # %% ../../nbs/28_quantization.ipynb #3b4ca46e
-STYLE = {'prune→quant gptq': '-', 'prune→quant rtn': ':', 'quant→prune gptq': '--', 'joint gptq': '-.'}
+STYLE = {'prune→quant gptq': '-', 'prune→quant rtn': ':', 'quant→prune gptq': '--', 'quant→prune rtn': (0, (5, 1, 1, 1, 1, 1)),
+         'joint gptq': '-.'}
 COLORS = {'magnitude': 'tab:gray', 'wanda': 'tab:blue', 'sparsegpt': 'tab:red'}
 
 def bits_figure(T:pd.DataFrame, # `quant_table` rows of one seed
@@ -113,14 +114,15 @@ def bits_figure(T:pd.DataFrame, # `quant_table` rows of one seed
         t = T[(T.structure == st) & (T.pruner != 'dense')]
         for (p, o, qz), d in t[t.order != 'prune only'].groupby(['pruner', 'order', 'quantizer']):
             d = pd.concat([d, t[(t.pruner == p) & (t.order == 'prune only')]]).sort_values('bpw')  # float16 end
-            ax.plot(d.bpw, d[col], STYLE.get(f'{o} {qz}', '-'), color=COLORS.get(p), marker='o', ms=3, lw=1.2)
+            ax.plot(d.bpw, d[col], ls=STYLE.get(f'{o} {qz}', '-'), color=COLORS.get(p), marker='o', ms=3, lw=1.2)
         ax.plot(q.bpw, q[col], 'k-', marker='s', ms=3, lw=1)
         ax.set(xlabel='bits per weight (decoder linears, as stored)', title=st + (' 50%' if st == 'unstructured' else ''))
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel(f'{col} to dense (nats/token)')
     h1 = [Line2D([], [], color=c, marker='o', ms=3, label=p) for p, c in COLORS.items()] + \
          [Line2D([], [], color='k', marker='s', ms=3, label='no pruning (gptq)')]
-    h2 = [Line2D([], [], color='gray', ls=ls, label=o) for o, ls in STYLE.items()]
+    drawn = set((T.order + ' ' + T.quantizer.fillna('')).str.strip())
+    h2 = [Line2D([], [], color='gray', ls=ls, label=o) for o, ls in STYLE.items() if o in drawn]
     axes[0][0].legend(handles=h1, fontsize=7, loc='center right'); axes[0][-1].legend(handles=h2, fontsize=7, loc='center right')
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
@@ -154,6 +156,26 @@ def order_diffs(records:list, corpus:str='stories', seed:int=0) -> pd.DataFrame:
                 rows.append(dict(structure=st, pruner=p, spec=sp, vs=name, diff=d, se=se, z=d / se if se else np.nan))
     cols = ['structure', 'pruner', 'spec', 'vs', 'diff', 'se', 'z']
     return pd.DataFrame(rows, columns=cols).set_index(cols[:4]).sort_index()
+
+# %% ../../nbs/28_quantization.ipynb #5158d106
+def rivals(records:list, corpus:str='stories', pruner:str='wanda', seed:int=0,
+           orders=(('prune→quant', 'gptq'), ('quant→prune', 'rtn')), # which compressed runs of `pruner` are matched
+          ) -> pd.DataFrame:
+    "Each `pruner` + format run against the best-funded quantization alone (GPTQ) at no more bits per weight, paired KL."
+    bpw = lambda r: r['metrics']['bits']['bits_per_weight']
+    by = {(l['pruner'], r['structure'], l['order'], l['quantizer'], l['spec']): r
+          for r in records for l in [label(r)] if (r['calibration'] or {}).get('seed', 0) == seed}
+    dq = sorted([r for k, r in by.items() if k[2] == 'quant only' and k[3] == 'gptq'], key=bpw)
+    rows = []
+    for (p, st, o, qz, sp), r in by.items():
+        if p != pruner or (o, qz) not in orders: continue
+        rival = max([q for q in dq if bpw(q) <= bpw(r) + 1e-9], key=bpw, default=None) # the most bits at no more than r's
+        if rival is None: continue
+        d, se = paired(r, rival, corpus)
+        rows.append(dict(structure=st, order=o, spec=sp, bpw=bpw(r), kl=r['metrics']['kl'][corpus], rival=label(rival)['spec'],
+                         rival_bpw=bpw(rival), rival_kl=rival['metrics']['kl'][corpus], diff=d, se=se))
+    cols = ['structure', 'order', 'spec', 'bpw', 'kl', 'rival', 'rival_bpw', 'rival_kl', 'diff', 'se']
+    return pd.DataFrame(rows, columns=cols).set_index(['structure', 'order', 'spec']).sort_index()
 
 # %% ../../nbs/28_quantization.ipynb #98b3aa9b
 SMOLLM2 = dict(bench=dict(dtype='float32', device='cuda', calib='c4', sampler='concat', nsamples=128, seqlen=2048,
