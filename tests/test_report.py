@@ -152,3 +152,14 @@ def test_speed_claims_follow_the_graphed_block_timings():
     assert v == 'confirmed'                                            # faster at every measured token count
     v, m = _claim(report(demo_records(), speed=dict(infer_speed=_infer((0.8, 0.5)))), 'Unstructured 50% sparsity')
     assert v == 'refuted' and 'slower than dense everywhere' in m
+
+def test_nested_records_keep_their_calibration():
+    """The report's quantization tables read record dicts rebuilt from the flat frame: each keeps its calibration seed
+    (a rebuilt record once lost it, and every seed's runs collapsed onto seed 0, the last one read winning)."""
+    from wanda_nb.report import _nest
+    from wanda_nb.analysis.evidence import as_frame
+    folder = Path(__file__).resolve().parent.parent/'results'/'stories260K'/'quantization'
+    recs = [json.loads(f.read_text()) for f in sorted(folder.glob('*.json'))]
+    nested = {r['id']: r for r in map(_nest, as_frame(recs).to_dict('records'))}
+    assert {(r['calibration'] or {}).get('seed') for r in recs} == {None, 0, 1, 2}
+    for r in recs: assert (nested[r['id']]['calibration'] or {}).get('seed') == (r['calibration'] or {}).get('seed'), r['id']

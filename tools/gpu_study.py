@@ -20,8 +20,8 @@ PLANS = dict(   # study -> (what it runs, roughly) — the order given by --plan
     layerwise='wanda 50%/70% with reconstruction errors, global magnitude, single-block sensitivity, OWL 70%',
     calibration='corpus grid (wikitext2 validation, c4 held-out half, stdlib code) at 50% and 70%, three seeds',
     sweep='the rest of the sweep: 10-90% and 4:8, seed 0',
-    owl='OWL+Wanda at 50/60/70%, the seeds of --owl-seeds',
-    quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, and the Q4_1 model as it is',
+    owl='OWL+Wanda at 50/60/70% (and uniform Wanda at 60%), the seeds of --owl-seeds',
+    quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, the Q4_1 model as it is; int3/int3-g64 alone',
     allocation='uniform / OWL / learned schedule at 50% and 70% (the allocation study, SmolLM2 plan)',
     recovery='fine-tuning with the mask held fixed (the recovery study, SmolLM2 plan)',
 )
@@ -101,6 +101,8 @@ def _run(st, B, root, a, say):
     elif st == 'quant':
         from wanda_nb.analysis import quantization as Q
         Q.study(B, root/'quantization', **Q.SMOLLM2['grid'])
+        # quantization alone below 4 bits: the rivals at no more bits of the pruned-and-quantized runs (claim 2 of nbs/28)
+        Q.study(B, root/'quantization', specs=('int3', 'int3-g64'), methods=(), quantizers=('gptq',), progress=False)
     elif st == 'allocation':
         from wanda_nb.analysis import allocation as A
         A.study(B, root/'allocation', **(A.SMOL | dict(seeds=(0,))))
@@ -109,7 +111,8 @@ def _run(st, B, root, a, say):
         R.study(B, root/'recovery', **getattr(R, 'SMOLLM2', {}))
     elif st == 'owl':
         for seed in map(int, a.owl_seeds.split(',')):
-            cal = sweep.reseeded(B, seed)
+            cal = sweep.reseeded(B, seed) # uniform Wanda at 60% with the same seed: the sweep has seed 0 only
+            run_one(B, 'wanda', 0.6, calib=cal, out=root/'sweep', experiment='sweep', batch_size=bs)
             for s in (0.5, 0.6, 0.7):
                 r = run_one(B, 'wanda', s, allocation='owl', calib=cal, out=root/'layerwise', experiment='layerwise', batch_size=bs)
                 say(f"  owl wanda {s} seed {seed}: ppl {r['metrics']['ppl']['wikitext2']:.3f}")

@@ -228,9 +228,12 @@ def _sec_layers(c:_Ctx) -> str:
     out = ["## 2. Layer-wise behaviour\n"]
     lw = dedupe(c.df[c.df['experiment'] == 'layerwise'])
     c.claim('layers_8b', NOT_MEASURABLE, 'numbers of Llama-3.1-8B; here Wanda\'s per-row rule gives every row ⌊d_in/2⌋ zeros by construction')
-    prof = [] # (record, profile, what the per-block numbers are)
-    for r in lw.to_dict('records'):
+    prof, seen = [], set() # (record, profile, what the per-block numbers are); the runs shown
+    for r in lw.sort_values('seed', na_position='first').to_dict('records'):
         if isinstance(r.get('extra.blocks'), list): continue # single-block runs: the sensitivity table
+        k = (r['method'], r['sparsity'], r['structure'], r['group'], str(r.get('extra.allocation')), r.get('variant'))
+        if k in seen: continue # another calibration seed of a run already shown: the lowest seed stands for it
+        seen.add(k)
         g = 'global' if r.get('extra.allocation') == 'global' else ('owl' if r.get('extra.allocation') == 'owl' else r['group'])
         g = g if g in ('row', 'layer', 'variant') else ''
         if isinstance(r.get('metrics.layers'), list) and r['metrics.layers']:
@@ -249,7 +252,8 @@ def _sec_layers(c:_Ctx) -> str:
         for k in ('early', 'late', 'adapts'): c.claim(k, NOT_MEASURED, 'the layer-wise study (nbs/21_layerwise.ipynb) writes these records')
         return '\n'.join(out + ['Not measured: nbs/21_layerwise.ipynb writes the per-layer records.'])
     c.use('2', lw)
-    out.append("Per-block sparsity of each run (*achieved*: zeros counted per block; *allocated*: the allocation's block targets):\n")
+    out.append("Per-block sparsity of each run (*achieved*: zeros counted per block; *allocated*: the allocation's block targets; "
+               "runs recorded with several calibration seeds are shown at the lowest):\n")
     out += [f"- at {_pct(r['sparsity'], 0)}{_alloc_note(r)}, {how}: {p['sentence']}" for r, p, how in prof]
     w = next((p for r, p, _ in prof if r['method'] == 'wanda' and np.isclose(r['sparsity'], .5) and not _alloc_note(r)), None)
     if w is not None:
@@ -264,12 +268,16 @@ def _sec_layers(c:_Ctx) -> str:
         t = ov.assign(**{'OWL ppl': ov['ppl_owl'], 'uniform ppl': ov['ppl_uniform'],
                          'achieved OWL / uniform': [f"{_pct(a, 2)} / {_pct(b, 2)}" for a, b in zip(ov['achieved_owl'], ov['achieved_uniform'])],
                          'Δ log-ppl (matched)': [f"{d:+.4f} ({m:+.4f})" for d, m in zip(ov['diff'], ov['diff_matched'])],
-                         'u (window se, uniform seed sd × n)': [f"{u:.4f} ({w:.4f}, {s:.4f} × {n})" if u == u else f"— ({w:.4f}, one seed)"
-                                                               for u, w, s, n in zip(ov['u'], ov['se_window'], ov['sd_uniform'], ov['n_uniform'])]})
-        out.append(f"\nOWL+Wanda against uniform Wanda (`{c.corpus}`; same target sparsity, calibration seed {', '.join(str(int(s)) for s in sorted(set(ov['seed'])))} "
-                   "and windows; Δ paired over windows, *matched*: moved to uniform's achieved sparsity along the sweep's local slope; "
-                   "the seed spread of Δ is bounded by 2 × uniform's seed sd; `wanda_nb.analysis.layerwise.owl_vs_uniform`):\n\n"
-                   + md_table(t[['OWL ppl', 'uniform ppl', 'achieved OWL / uniform', 'Δ log-ppl (matched)', 'u (window se, uniform seed sd × n)',
+                         'seeds': ov['seeds'],
+                         'u (window se; seed spread)': [f"{u:.4f} ({w:.4f}; " + (f"paired sd {sp:.4f} over {n} seeds)" if h.startswith('paired') else
+                                                        f"2 × uniform's sd {su:.4f}, {nu} seeds)") if u == u else f"— ({w:.4f}; one seed each)"
+                                                        for u, w, sp, su, n, nu, h in zip(ov['u'], ov['se_window'], ov['sd_seed'], ov['sd_uniform'],
+                                                                                          ov['n'], ov['n_uniform'], ov['spread'])]})
+        out.append(f"\nOWL+Wanda against uniform Wanda (`{c.corpus}`; same target sparsity, calibration seeds and windows; Δ paired over "
+                   "windows and seeds, perplexities geometric means over the seeds; *matched*: moved to uniform's achieved sparsity along the "
+                   "sweep's local slope; u t-scaled, from the paired seed spread where OWL has several seeds, else bounded by 2 × uniform's "
+                   "seed sd; `wanda_nb.analysis.layerwise.owl_vs_uniform`):\n\n"
+                   + md_table(t[['seeds', 'OWL ppl', 'uniform ppl', 'achieved OWL / uniform', 'Δ log-ppl (matched)', 'u (window se; seed spread)',
                                  'verdict']].set_axis([_pct(s, 0) for s in ov.index]).rename_axis('target')))
     try:
         t, z = sensitivity(lw, c.corpus)
@@ -340,7 +348,7 @@ def _capacity(c:_Ctx, d:pd.DataFrame):
     if sg is None or not all(inc.values()):
         return c.claim('capacity', NOT_MEASURED, 'SparseGPT and Wanda not both measured at 70% under one protocol')
     ov = c.owl
-    owl = (f"; OWL+Wanda against uniform Wanda (seed {int(ov.loc[0.7, 'seed'])}): perplexity ratio {math.exp(ov.loc[0.7, 'diff_matched']):.3f} "
+    owl = (f"; OWL+Wanda against uniform Wanda (seeds {ov.loc[0.7, 'seeds']}): perplexity ratio {math.exp(ov.loc[0.7, 'diff_matched']):.3f} "
            f"at matched sparsity ({ov.loc[0.7, 'verdict']})" if 0.7 in ov.index else '')
     share = math.log(inc['sparsegpt']['ratio']) / math.log(inc['wanda']['ratio'])
     kept = f"{share:.0%} of Wanda's log-perplexity increase over dense (×{inc['sparsegpt']['ratio']:.1f} against ×{inc['wanda']['ratio']:.1f})"
@@ -448,13 +456,13 @@ def _corpus_for(c:_Ctx, d:pd.DataFrame) -> str:
 
 def _nest(row:dict) -> dict:
     "A flattened record row as the nested record (empty fields dropped), for the analysis functions that read record dicts."
-    out = dict(calibration=None, extra={}, metrics={})
+    out = dict(extra={}, metrics={})
     for k, v in row.items():
         if v is None or isinstance(v, float) and v != v: continue
         d, (*head, last) = out, k.split('.')
         for h in head: d = d.setdefault(h, {}) if isinstance(d.get(h), dict) or h not in d else {}
         d[last] = v
-    return out
+    return out | dict(calibration=out.get('calibration') or None) # None (not absent) for a run without calibration
 
 def _sec_finetune(c:_Ctx) -> str:
     out = ["### 3.5 Fine-tuning recovery\n"]
@@ -533,7 +541,7 @@ def _sec_ext(c:_Ctx) -> str:
                    "beyond twice the uncertainty; nbs/26_allocation.ipynb):\n\n" + md_table(v.drop(columns='extension'), index=False))
     q = c.df[c.df['experiment'] == 'quantization'] if 'experiment' in c.df else c.df.iloc[:0]
     if q.empty: out.append("3. *Pruning + quantization*: not measured yet (nbs/28_quantization.ipynb)."); return '\n'.join(out)
-    from wanda_nb.analysis.quantization import added_cost, order_diffs
+    from wanda_nb.analysis.quantization import added_cost, order_verdicts, rivals
     q = dedupe(q); c.use('5.3', q)
     recs = [_nest(r) for r in q.to_dict('records')]
     corpus = _corpus_for(c, q)
@@ -542,11 +550,19 @@ def _sec_ext(c:_Ctx) -> str:
     out.append(f"3. *Pruning + quantization* (`{corpus}`, KL to dense in nats/token, calibration seed 0, paired over windows; "
                "nbs/28_quantization.ipynb). What quantizing after pruning adds to the pruner's KL, against the format alone on the "
                "dense model:\n\n" + ac)
-    od = order_diffs(recs, corpus).reset_index()
+    od = order_verdicts(recs, corpus).reset_index()
     if len(od):
-        od['verdict'] = ['lower KL' if z < -2 else 'higher KL' if z > 2 else 'inconclusive' for z in od['z']]
-        out.append("Other orders against prune→quantize (GPTQ), per pruner, structure and format (difference of KL; "
-                   "*lower KL*: beyond twice its standard error):\n\n" + md_table(od.round(4), index=False))
+        out.append("Other orders against prune→quantize (GPTQ), per pruner, structure and format (difference of KL, mean over the "
+                   "calibration seeds that have it; u combines the window se and the seed spread, t-scaled; *lower KL*: beyond 2u; "
+                   "with one seed the spread is unmeasured: inconclusive):\n\n" + md_table(od.round(4), index=False))
+    rv = rivals(recs, corpus)
+    if len(rv):
+        wins, losses = int((rv['diff'] < -2 * rv['se']).sum()), int((rv['diff'] > 2 * rv['se']).sum())
+        out.append(f"Wanda + a format against quantization alone (GPTQ) at no more bits per weight, paired KL (calibration seed 0; "
+                   f"window se): Wanda + format closer to dense in {wins} of {len(rv)} pairs, further in {losses}:\n\n"
+                   + md_table(rv.round(4).reset_index(), index=False))
+    else: out.append("Wanda + a format against quantization alone at no more bits: not measured (no quantization-only run at or "
+                     "below the bits of a Wanda + format run).")
     return '\n'.join(out)
 
 def _sec_appendix(c:_Ctx) -> str:

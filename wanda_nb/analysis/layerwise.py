@@ -103,33 +103,39 @@ _OWL_KEYS = ('allocation', 'owl_m', 'owl_lambda')
 def owl_vs_uniform(df:pd.DataFrame, # flattened records of one model, every experiment (`wanda_nb.analysis.evidence.as_frame`)
                    corpus:str, # evaluation corpus
                    z:float=2.0, # uncertainties a verdict needs
-                  ) -> pd.DataFrame: # per OWL run: perplexities, achieved sparsities, Δ log-ppl (matched), se_w, σ_u, u, verdict
-    "OWL+Wanda against uniform Wanda at the same sparsity, calibration seed and windows; seed spread bounded by uniform's."
-    owl = df[(df['method'] == 'wanda') & df['variant'].str.contains('"allocation": "owl"', regex=False)]
+                  ) -> pd.DataFrame: # per target sparsity: seeds, perplexities, achieved sparsities, Δ log-ppl (matched), se_w, spread, u, verdict
+    "OWL+Wanda against uniform Wanda at the same sparsity, calibration seeds and windows; paired over seeds, or bounded by uniform's spread."
+    owl = dedupe(df[(df['method'] == 'wanda') & df['variant'].str.contains('"allocation": "owl"', regex=False)])
     rows, col = [], f'metrics.nll_windows.{corpus}'
     logppl = lambda d: [float(np.mean(w)) for w in d[col] if isinstance(w, list)] # one per record: mean NLL over windows
-    for r in dedupe(owl).to_dict('records'):
-        P = protocol_of(r)
+    groups = {}
+    for r in owl.to_dict('records'): groups.setdefault((protocol_of(r), r['sparsity']), []).append(r)
+    for (P, s), rs in groups.items():
         U_P = replace(P, variant=json.dumps({k: x for k, x in json.loads(P.variant).items() if k not in _OWL_KEYS}, sort_keys=True, default=str))
-        uni = lambda s: select(df, U_P, method='wanda', sparsity=round(s, 2), structure='unstructured').query("group == 'row'")
-        u = uni(r['sparsity'])
-        u0 = u[u['seed'] == r['seed']]
-        c = compare(pd.DataFrame([r]), u0, corpus)
+        uni = lambda t: select(df, U_P, method='wanda', sparsity=round(t, 2), structure='unstructured').query("group == 'row'")
+        u = uni(s)
+        o = pd.DataFrame(rs); o = o[o['seed'].isin(set(u['seed']))]   # the OWL seeds uniform shares, paired seed by seed
+        u0 = u[u['seed'].isin(set(o['seed']))]
+        c = compare(o, u0, corpus)
         if c is None: continue
         lp = logppl(u)
         sd = float(np.std(lp, ddof=1)) if len(lp) > 1 else float('nan')
-        # the seed bound 2σ_u, with n_u − 1 degrees of freedom, t-scaled as `compare` scales its own seed term
-        U = t_scaled(c['se_window'], len(r[col]) - 1, (2 * sd) ** 2, len(lp) - 1)[2] if sd == sd else float('nan')
-        near = {s: logppl(uni(r['sparsity'] + s)) for s in (-0.1, 0.1)}
+        if c['n'] > 1: spread, U = 'paired over seeds', c['u']
+        elif sd == sd: # the seed bound 2σ_u, with n_u − 1 degrees of freedom, t-scaled as `compare` scales its own seed term
+            spread, U = "bounded by 2 × uniform's sd", t_scaled(c['se_window'], len(rs[0][col]) - 1, (2 * sd) ** 2, len(lp) - 1)[2]
+        else: spread, U = 'unmeasured', float('nan')
+        near = {t: logppl(uni(s + t)) for t in (-0.1, 0.1)}
         slope = (np.mean(near[.1]) - np.mean(near[-.1])) / 20 if all(near.values()) else float('nan')
         gap = 100 * (c['achieved_a'] - c['achieved_b'])
         d = c['diff'] - slope * gap if slope == slope else c['diff']  # at matched sparsity: the sweep's local slope, per point
         verdict = (f"{INCONCLUSIVE} (seed spread unmeasured)" if U != U else INCONCLUSIVE if abs(d) <= z * U
                    else CONFIRMED if d < 0 else REFUTED)
-        rows.append(dict(sparsity=r['sparsity'], seed=r['seed'], ppl_owl=math.exp(np.mean(r[col])), ppl_uniform=math.exp(logppl(u0)[0]),
+        rows.append(dict(sparsity=s, seeds=','.join(str(int(x)) for x in sorted(o['seed'])), n=c['n'],
+                         ppl_owl=math.exp(np.mean(logppl(o))), ppl_uniform=math.exp(np.mean(logppl(u0))),
                          achieved_owl=c['achieved_a'], achieved_uniform=c['achieved_b'], gap_points=gap, slope=slope,
-                         diff=c['diff'], diff_matched=d, se_window=c['se_window'], sd_uniform=sd, n_uniform=len(lp), u=U, verdict=verdict))
-    return pd.DataFrame(rows).set_index('sparsity') if rows else pd.DataFrame()
+                         diff=c['diff'], diff_matched=d, se_window=c['se_window'], sd_seed=c['sd_seed'], sd_uniform=sd,
+                         n_uniform=len(lp), spread=spread, u=U, verdict=verdict))
+    return pd.DataFrame(rows).set_index('sparsity').sort_index() if rows else pd.DataFrame()
 
 # %% ../../nbs/21_layerwise.ipynb #b5b8a384
 def study(B, # a `wanda_nb.experiment.Bench`

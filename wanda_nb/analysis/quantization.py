@@ -12,7 +12,7 @@ from ..experiment import run_one
 
 # %% auto #0
 __all__ = ['SPECS', 'ORDERS', 'STYLE', 'COLORS', 'SMOLLM2', 'specs_for', 'study', 'label', 'quant_table', 'paired', 'kl_grid',
-           'bits_figure', 'added_cost', 'order_diffs', 'rivals']
+           'bits_figure', 'added_cost', 'order_diffs', 'order_verdicts', 'rivals']
 
 # %% ../../nbs/28_quantization.ipynb #d20e15c4
 SPECS = {'stories260K': ('int8', 'int4-g32/43', 'int4'), 'SmolLM2-135M': ('int8', 'int4-g64', 'int4')}
@@ -156,6 +156,23 @@ def order_diffs(records:list, corpus:str='stories', seed:int=0) -> pd.DataFrame:
                 rows.append(dict(structure=st, pruner=p, spec=sp, vs=name, diff=d, se=se, z=d / se if se else np.nan))
     cols = ['structure', 'pruner', 'spec', 'vs', 'diff', 'se', 'z']
     return pd.DataFrame(rows, columns=cols).set_index(cols[:4]).sort_index()
+
+# %% ../../nbs/28_quantization.ipynb #fe392169
+def order_verdicts(records:list, corpus:str='stories', z:float=2.0) -> pd.DataFrame:
+    "`order_diffs` over every calibration seed that has each comparison: mean, window se, seed sd, u, verdict."
+    from wanda_nb.analysis.evidence import t_scaled, INCONCLUSIVE
+    seeds = sorted({(r['calibration'] or {}).get('seed', 0) for r in records})
+    d = pd.concat([order_diffs(records, corpus, s).assign(seed=s) for s in seeds]).reset_index()
+    nwin = min(len(r['metrics']['kl_windows'][corpus]) for r in records)
+    rows = []
+    for k, g in d.groupby(['structure', 'pruner', 'spec', 'vs']):
+        n, m, se = len(g), float(g['diff'].mean()), float(g['se'].mean())
+        sd = float(g['diff'].std(ddof=1)) if n > 1 else float('nan')
+        u = t_scaled(se, nwin - 1, sd ** 2 / n, n - 1)[2] if n > 1 else float('nan')
+        v = (f"{INCONCLUSIVE} (one seed: {m / se:+.1f} window se)" if n == 1 else INCONCLUSIVE if abs(m) <= z * u
+             else 'lower KL' if m < 0 else 'higher KL')
+        rows.append(dict(zip(['structure', 'pruner', 'spec', 'vs'], k), seeds=n, diff=m, se_window=se, sd_seed=sd, u=u, verdict=v))
+    return pd.DataFrame(rows).set_index(['structure', 'pruner', 'spec', 'vs'])
 
 # %% ../../nbs/28_quantization.ipynb #5158d106
 def rivals(records:list, corpus:str='stories', pruner:str='wanda', seed:int=0,
