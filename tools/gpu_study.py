@@ -102,7 +102,8 @@ def _run(st, B, root, a, say):
         from wanda_nb.analysis import quantization as Q
         Q.study(B, root/'quantization', **Q.SMOLLM2['grid'])
         # quantization alone below 4 bits: the rivals at no more bits of the pruned-and-quantized runs (claim 2 of nbs/28)
-        Q.study(B, root/'quantization', specs=('int3', 'int3-g64'), methods=(), quantizers=('gptq',), progress=False)
+        Q.study(B, root/'quantization', specs=('int3', Q.specs_for(a.model)[1].replace('int4', 'int3')), methods=(), quantizers=('gptq',),
+                progress=False)
     elif st == 'allocation':
         from wanda_nb.analysis import allocation as A
         A.study(B, root/'allocation', **(A.SMOL | dict(seeds=(0,))))
