@@ -11,7 +11,7 @@ def stories(): return load_model()
 
 def test_public_api():
     assert set(M.__all__) == {'LLAMA31_8B', 'load_model', 'context_length', 'tiny_model', 'shaped_model',
-                              'SMOLLM2', 'cache_dir', 'smollm2_gguf', 'weight_source'}
+                              'SMOLLM2', 'cache_dir', 'smollm2_gguf', 'weight_source', 'source_label'}
 
 
 def test_round_trip_through_folder(stories, tmp_path):

@@ -13,25 +13,67 @@ Two things the GPU copy cannot know are set here, and each change is written int
   so a rerun wins over the renamed old record of the same configuration.
 Nothing is overwritten: a record already present with the same id is left alone and reported.
 
+`--weights-source SOURCE` also writes `provenance.weights_source` (where the weights came from, as
+`wanda_nb.models.source_label` writes it), and `--backfill` does that alone to the records already under
+`results/<model>/`. Either only after loading `--model-name` here: the loader must report exactly SOURCE, and the
+source goes only into records whose `weights` equal the loaded model's fingerprint, computed as the bench computes it
+(`wanda_nb.experiment.weights_fields`). A record without `weights`, with other weights, or with another source already
+is left as it is, and counted. Only `provenance` changes, so no id does.
+
     python tools/adopt_gpu_records.py /work/.device/4/records.tar.gz --model-name SmolLM2-135M --commit 5d6123f...
+    python tools/adopt_gpu_records.py --backfill --model-name stories260K \\
+        --weights-source 'mirror:models/stories260K/stories260K.bin (sha256:b0a507e7ad0f...)'
 """
-import argparse, json, sys, tarfile, tempfile
+import argparse, collections, datetime, json, sys, tarfile, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from wanda_nb.records import record_id, save_record
+from wanda_nb.records import record_id, save_record, complete_record
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('tar'); p.add_argument('--model-name', required=True); p.add_argument('--commit')
-    p.add_argument('--results', default='results'); p.add_argument('--reweigh', nargs=2, metavar=('OLD', 'NEW'))
-    a = p.parse_args()
+def local_weights(model_name:str, source:str) -> str:
+    "The fingerprint of `model_name` loaded here, after checking that the loader read it from `source`."
+    from wanda_nb.experiment import weights_fields
+    w = weights_fields(model_name)
+    if w['weights_source'] != source:
+        sys.exit(f"--weights-source {source!r}: {model_name} loads here from {w['weights_source']!r}, so its "
+                 f"fingerprint says nothing about {source!r}: pass that source, or run where {model_name} loads from it")
+    return w['weights']
+
+def fill_source(rec:dict, source:str, weights:str) -> str:
+    "Give `rec` the weights source `source` if its fingerprint is `weights`; return what happened (a counter key)."
+    if not rec.get('weights'): return 'no weights fingerprint (left alone)'
+    if rec['weights'] != weights: return 'other weights (left alone)'
+    have = (rec.get('provenance') or {}).get('weights_source')
+    if have == source: return 'already had this source'
+    if have is not None: return 'another source already (left alone)'
+    prov = rec.get('provenance') or {}
+    note = (f"set {datetime.date.today()} by tools/adopt_gpu_records.py --weights-source: the weights' fingerprint is "
+            f"that of the model loaded there from this source")
+    adopted = (prov.get('adopted') or {}) | dict(weights_source=note)
+    rec['provenance'] = prov | dict(weights_source=source, adopted=adopted)
+    return 'source written'
+
+def backfill(folder:Path, source:str, weights:str) -> collections.Counter:
+    "Write `source` into the records under `folder` fingerprinted `weights` that lack a source; count the outcomes."
+    n = collections.Counter()
+    for f in sorted(folder.rglob('*.json')):
+        rec = json.loads(f.read_text())
+        if not isinstance(rec, dict) or not {'model', 'method', 'sparsity'} <= set(rec): continue
+        assert record_id(rec) == rec['id'] == f.stem, f"{f}: its id does not match its content or its name"
+        what = fill_source(rec, source, weights); n[what] += 1
+        if what == 'source written':
+            assert record_id(rec) == f.stem, f"{f}: writing the source changed the id"
+            complete_record(rec, f.parent)  # refuses anything but an extension of the saved record
+    return n
+
+def adopt(a, weights:str|None) -> collections.Counter:
+    "Adopt the records of tar `a.tar` into `a.results/a.model_name/`; count what happened."
+    n = collections.Counter()
     with tempfile.TemporaryDirectory() as d:
         with tarfile.open(a.tar) as t: t.extractall(d, filter='data')
         files = [f for f in Path(d).rglob('*.json') if f.name != 'gpu_study.log']
         recs = [json.loads(f.read_text()) for f in sorted(files)]
         recs = [r for r in recs if {'model', 'method', 'sparsity'} <= set(r)]
         old = lambda r: a.reweigh is not None and r.get('weights') == a.reweigh[0]
-        new = kept = 0
         for rec in sorted(recs, key=old):
             rid = rec['id']
             assert record_id(rec) == rid, f"{rid}: its id does not match its content"
@@ -46,10 +88,36 @@ def main():
                 notes['weights'] = f"fingerprint {a.reweigh[0]} (id {rid}) is {a.reweigh[1]}: the same weights, see tools/adopt_gpu_records.py"
                 rec['weights'] = a.reweigh[1]; rid = record_id(rec)
             if notes: rec['provenance'] = (rec.get('provenance') or {}) | {'adopted': notes}
+            if weights is not None: n[fill_source(rec, a.weights_source, weights)] += 1
             assert record_id(rec) == rid, f"{rid}: renaming changed the id (a record without weights?)"
             out = Path(a.results)/a.model_name/rec.get('experiment', 'main')/f'{rid}.json'
-            if out.exists(): kept += 1; continue
-            save_record(rec, out.parent); new += 1
-        print(f"{new} records adopted into {a.results}/{a.model_name}/, {kept} already there (left alone)")
+            if out.exists(): n['already there (left alone)'] += 1; continue
+            save_record(rec, out.parent); n['adopted'] += 1
+    return n
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('tar', nargs='?', help='records.tar.gz of a GPU call (not with --backfill)')
+    p.add_argument('--model-name', required=True); p.add_argument('--commit')
+    p.add_argument('--results', default='results'); p.add_argument('--reweigh', nargs=2, metavar=('OLD', 'NEW'))
+    p.add_argument('--weights-source', metavar='SOURCE',
+                   help="where the weights came from, exactly as the loader reports it here (checked, and the fingerprint)")
+    p.add_argument('--backfill', action='store_true',
+                   help='write --weights-source into the records under RESULTS/MODEL_NAME/ that lack it (no tar)')
+    a = p.parse_args(argv)
+    if a.backfill == (a.tar is not None): p.error('give either a tar to adopt or --backfill, not both or neither')
+    if a.backfill and not a.weights_source: p.error('--backfill needs --weights-source')
+    if a.backfill and (a.commit or a.reweigh):
+        p.error('--backfill changes only provenance.weights_source: no --commit or --reweigh')
+    weights = local_weights(a.model_name, a.weights_source) if a.weights_source else None
+    if a.backfill:
+        folder = Path(a.results)/a.model_name
+        if not folder.is_dir(): p.error(f'{folder} is not a folder of records')
+        n = backfill(folder, a.weights_source, weights)
+    else: n = adopt(a, weights)
+    where = f"{a.results}/{a.model_name}/"
+    print(f"{where} ({a.weights_source or 'no --weights-source'}; weights {weights or '-'}):")
+    for k, v in sorted(n.items()): print(f"  {v:5d} {k}")
+    return n
 
 if __name__ == '__main__': main()

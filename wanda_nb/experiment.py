@@ -14,7 +14,7 @@ import pandas as pd, torch
 from fastcore.meta import delegates
 from tqdm.auto import tqdm
 from .data import load_corpus, find_file, file_sha256, CORPORA
-from .models import load_model, context_length
+from .models import load_model, context_length, weight_source, source_label
 from .arch import decoder_linears, decoder_blocks, check_layer_types, check_finite, check_activations
 from .mask import check_sparsity, parse_structure
 from .calib import calib_windows
@@ -26,8 +26,8 @@ from .records import run_record, save_record, find_record, complete_record, envi
 from .zeroshot import zeroshot, TASKS
 
 # %% auto #0
-__all__ = ['PRESETS', 'preset', 'ArgError', 'Plan', 'plan_bench', 'Bench', 'load_bench', 'bench', 'check_run', 'run_config',
-           'measure', 'Step', 'run_one', 'find_run', 'table']
+__all__ = ['PRESETS', 'preset', 'ArgError', 'Plan', 'plan_bench', 'Bench', 'load_bench', 'bench', 'weights_fields', 'check_run',
+           'run_config', 'measure', 'Step', 'run_one', 'find_run', 'table']
 
 # %% ../nbs/10_experiment.ipynb #d6abb508
 PRESETS = {
@@ -210,7 +210,7 @@ class Plan:
     name:str # the model as given: 'stories260K', a hub id, a folder (or the in-memory model's name)
     skeleton:torch.nn.Module # on the meta device, or the real model when it is already in memory
     tokenizer:object; calib:object; windows:dict
-    settings:dict # model, weights, dtype, device, eval_seqlen, max_windows, eval_windows, corpora, sources
+    settings:dict # model, weights, weights_source, dtype, device, eval_seqlen, max_windows, eval_windows, corpora, sources
     loaded:bool=False # whether `skeleton` holds the weights
 
 # %% ../nbs/10_experiment.ipynb #219121b6
@@ -218,21 +218,30 @@ def _named(name:str) -> bool:
     "Whether `name` is one `load_model` knows by name (stories260K, SmolLM2-135M, ...): no folder, no 'owner/model'."
     return '/' not in name and not name.startswith(('.', '~')) and not Path(name).expanduser().is_dir()
 
+def _weights_source(m, in_memory:str|None=None) -> str:
+    "Where `m`'s weights came from, by `load_model`'s account; `in_memory`: the name of a model handed over in memory."
+    try: src = source_label(weight_source(m))
+    except ValueError:
+        if in_memory is None: raise
+        src = None
+    return src if in_memory is None else f"memory:{in_memory}" + (f" (loaded from {src})" if src else '')
+
 def _source(model, tokenizer) -> tuple:
-    "(name, skeleton or model, tokenizer, fingerprint, loaded) for a model name, a folder or an in-memory model."
+    "(name, skeleton or model, tokenizer, fingerprint, loaded, weights source or None until loaded) of a model."
     if isinstance(model, torch.nn.Module):
         if tokenizer is None: raise ArgError('tokenizer', "{arg}: an in-memory model needs its tokenizer: pass tokenizer=")
         name = getattr(model, 'name_or_path', '') or type(model).__name__
-        return name, model, tokenizer, _state_fp(model, tokenizer), True
+        return name, model, tokenizer, _state_fp(model, tokenizer), True, _weights_source(model, name)
     if model == 'stories260K': # 260K parameters: loading it is the cheapest way to read its header
         m, tok = load_model(model)
-        return model, m, tok, _files_fp({n: find_file(f'models/stories260K/{n}', hub=h) for n, h in _STORIES.items()}), True
+        fp = _files_fp({n: find_file(f'models/stories260K/{n}', hub=h) for n, h in _STORIES.items()})
+        return model, m, tok, fp, True, _weights_source(m)
     if _named(str(model)): # a model `load_model` builds by name, from its own files: loaded, and known by its state
         try: m, tok = load_model(str(model))
         except (OSError, ValueError) as e: raise ArgError('model', f"{{arg}} {model}: {' '.join(str(e).split())}") from None
-        return str(model), m, tok, _state_fp(m, tok), True
+        return str(model), m, tok, _state_fp(m, tok), True, _weights_source(m)
     cfg, tok, fp = _hf_source(str(model))
-    return str(model), _skeleton(cfg, model), tok, fp, False
+    return str(model), _skeleton(cfg, model), tok, fp, False, None
 
 # %% ../nbs/10_experiment.ipynb #3ddd4c3f
 def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, or an in-memory causal LM (with `tokenizer`)
@@ -253,7 +262,7 @@ def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, o
     "Read the model's configuration, tokenizer and data, and check every setting against them, before any weights load."
     name = model if isinstance(model, str) else getattr(model, 'name_or_path', '') or type(model).__name__
     s = _settings(name, dtype, device, calib, calib_split, sampler, nsamples, seqlen, seed, eval_seqlen, corpora, max_windows)
-    name, skel, tok, fp, loaded = _source(model, tokenizer)
+    name, skel, tok, fp, loaded, wsrc = _source(model, tokenizer)
     try: decoder_blocks(skel); check_layer_types(skel)
     except ValueError as e: raise ArgError('model', f"{{arg}} {name}: {e}") from None
     for r in runs: check_run(skel, **r)
@@ -273,8 +282,8 @@ def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, o
     cal.meta |= dict(sha256=corpus.meta.get('sha256') or _sha(corpus.rows))
     mine = isinstance(model, torch.nn.Module) # an in-memory model keeps its own dtype
     dt = str(next(skel.parameters()).dtype).removeprefix('torch.') if mine else s['dtype']
-    settings = dict(model=name, weights=fp, dtype=dt, device=s['device'], eval_seqlen=s['eval_seqlen'],
-                    max_windows=s['max_windows'],
+    settings = dict(model=name, weights=fp, weights_source=wsrc, dtype=dt, device=s['device'],
+                    eval_seqlen=s['eval_seqlen'], max_windows=s['max_windows'],
                     eval_windows={c: len(w) for c, w in win.items()}, corpora=fps, sources=src)
     return Plan(name, skel, tok, cal, win, settings, loaded)
 
@@ -304,7 +313,9 @@ def load_bench(p:Plan, # from `plan_bench`
               ) -> Bench:
     "Load the weights of a plan, refuse non-finite weights or activations, and compute the dense log-probabilities."
     s = p.settings
-    if not p.loaded: m = load_model(p.name, dtype=getattr(torch, s['dtype']), device=s['device'])[0]
+    if not p.loaded:
+        m = load_model(p.name, dtype=getattr(torch, s['dtype']), device=s['device'])[0]
+        s = s | dict(weights_source=_weights_source(m)) # the loader says which files or commit it read
     else: m = p.skeleton.to(device=s['device'], dtype=getattr(torch, s['dtype']))
     check_finite(m, fix="the checkpoint is damaged or comes from a diverged run: use intact weights "
                         "(pruning would hide or spread them)")
@@ -320,6 +331,14 @@ def bench(model='stories260K', dtype:str='float32', device:str='cpu', batch_size
           **kwargs) -> Bench:
     "Load `model` and prepare calibration and evaluation windows under explicit, recorded, checked settings."
     return load_bench(plan_bench(model, dtype, device, **kwargs), batch_size, progress)
+
+# %% ../nbs/10_experiment.ipynb #075370b4
+def weights_fields(model='stories260K', # as `plan_bench` takes it: a name, a hub id, a folder, or an in-memory model
+                   tokenizer=None, # the tokenizer of an in-memory `model`
+                  ) -> dict: # {'weights': fingerprint, 'weights_source': where they came from}
+    "The `weights` and `weights_source` a bench of `model` records, computed as the bench does (loading the weights)."
+    name, m, tok, fp, loaded, src = _source(model, tokenizer)
+    return dict(weights=fp, weights_source=src if loaded else _weights_source(load_model(name)[0]))
 
 # %% ../nbs/10_experiment.ipynb #324febb6
 def check_run(p, # a plan, a bench, or the model (a skeleton) the run will use
@@ -375,8 +394,8 @@ def run_config(b:Bench, # the bench the run uses
     extra = dict(extra or {}, eval_windows=b.settings['eval_windows'],
                  **{k: v for k, v in (prune_kw or {}).items() if v not in (None, False, 'uniform')})
     if limit is not None: extra['limit'] = limit
-    prov = dict(corpora=b.settings['sources'], **({'calibration': {k: v for k, v in cal.meta.items() if k not in _CALIB_ID}}
-                                                   if uses_calib else {}))
+    prov = dict(weights_source=b.settings['weights_source'], corpora=b.settings['sources'],
+                **({'calibration': {k: v for k, v in cal.meta.items() if k not in _CALIB_ID}} if uses_calib else {}))
     return dict(experiment=experiment, model=b.name, weights=b.settings['weights'], method=method, sparsity=float(sparsity),
                 structure=structure, group=group, calibration=calibration, corpora=b.settings['corpora'],
                 eval_seqlen=b.settings['eval_seqlen'], dtype=b.settings['dtype'], device=b.settings['device'], extra=extra,

@@ -15,8 +15,8 @@ from transformers.convert_slow_tokenizer import SentencePieceExtractor, SpmConve
 from .data import find_file, file_sha256
 
 # %% auto #0
-__all__ = ['SMOLLM2', 'LLAMA31_8B', 'cache_dir', 'smollm2_gguf', 'weight_source', 'load_model', 'context_length', 'tiny_model',
-           'shaped_model']
+__all__ = ['SMOLLM2', 'LLAMA31_8B', 'cache_dir', 'smollm2_gguf', 'weight_source', 'load_model', 'source_label', 'context_length',
+           'tiny_model', 'shaped_model']
 
 # %% ../nbs/01_models.ipynb #dd7b0d4c
 _HUB = 'karpathy/tinyllamas'  # where a networked user gets the stories260K files
@@ -24,6 +24,12 @@ _HUB = 'karpathy/tinyllamas'  # where a networked user gets the stories260K file
 def _stories_file(fname:str, path=None) -> Path:
     "Resolve `fname` of stories260K (a folder `path` holding it first), through the data mirror, else the hub."
     return find_file(f'models/stories260K/{fname}', path=path, hub=(_HUB, f'stories260K/{fname}'))
+
+def _via(f:Path, path=None) -> dict:
+    "How `_stories_file` found `f`: through `path` (and which file), in the Hugging Face cache (hub), else the mirror."
+    from huggingface_hub import constants
+    if path is not None: return dict(via='path', path=str(Path(f).resolve()))
+    return dict(via='hub' if Path(f).is_relative_to(constants.HF_HUB_CACHE) else 'mirror')
 
 # %% ../nbs/01_models.ipynb #7fd5d5d4
 def _read_llama2c(fname) -> tuple[dict, dict]:
@@ -228,7 +234,7 @@ def load_model(name:str='stories260K', # 'stories260K' (embedded default), 'Smol
         tok = _sp_tokenizer(_stories_file('tok512.model', path), model.config.max_position_embeddings)
         model.generation_config.pad_token_id = tok.pad_token_id
         model = model.to(device=device, dtype=dtype)
-        src = dict(kind='llama2c', repo=_HUB, file='stories260K/stories260K.bin', sha256=file_sha256(f))
+        src = dict(kind='llama2c', repo=_HUB, file='stories260K/stories260K.bin', sha256=file_sha256(f), **_via(f, path))
     elif name == SMOLLM2['name']:
         model, tok, src = _load_smollm2(path, dtype, device)
         tok.name_or_path = name  # not the cache or snapshot folder: records must not depend on the machine
@@ -236,6 +242,23 @@ def load_model(name:str='stories260K', # 'stories260K' (embedded default), 'Smol
     model.config.wanda_nb_source = src
     model.config.name_or_path = model.name_or_path = name
     return model.eval(), tok
+
+# %% ../nbs/01_models.ipynb #623a900e
+def source_label(src:dict, # as `weight_source` returns it
+                ) -> str:
+    "`src` in one line: 'pypi:…', 'hub:…', 'mirror:…', 'path:…', 'folder:…' or 'random:…'."
+    k, sha = src.get('kind'), f"(sha256:{str(src.get('sha256'))[:12]}...)"
+    if k == 'gguf': return f"pypi:{src['package']}/{Path(src['file']).name} {sha}"
+    if k == 'llama2c':
+        via = src.get('via')
+        where = dict(mirror=f"mirror:models/{src['file']}", hub=f"hub:{src['repo']}/{src['file']}",
+                     path=f"path:{src.get('path')}").get(via, f"llama2c:{src['repo']}/{src['file']}")  # no via: older
+        return f"{where} {sha}"
+    if k == 'hub': return f"hub:{src['repo']}" + (f"@{src['revision']}" if src.get('revision') else '')
+    if k == 'folder':
+        return f"folder:{src['path']}" + (f" (saved from {source_label(src['origin'])})" if src.get('origin') else '')
+    if k == 'random': return f"random:{src['config']} seed {src['seed']}"
+    raise ValueError(f"unknown weight source kind {k!r} in {src}: expected one of gguf, llama2c, hub, folder, random")
 
 # %% ../nbs/01_models.ipynb #a0cc1c58
 _CTX_KEYS = ('max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length', 'n_ctx')
