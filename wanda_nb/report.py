@@ -90,11 +90,13 @@ class _Ctx:
 # %% ../nbs/30_report.ipynb #b3b272a4
 def _header(c:_Ctx) -> str:
     pv = provenance(c.df)
-    w = [k for k in c.df.columns if k.startswith('weights.')]
-    src = ', '.join(f"{k.split('.', 1)[1]} {c.df[k].dropna().iloc[0]}" for k in w if c.df[k].notna().any())
+    col = lambda k: c.df[k].dropna() if k in c.df else pd.Series(dtype=object)
+    fp, named = col('weights'), col('provenance.weights_source')   # fingerprints, and where the weights came from
+    src = '; '.join(sorted(set(named))) + (f" ({len(c.df) - len(named)} records name no source)" if len(named) < len(c.df) else '')
+    src += f" (fingerprint{'s' if fp.nunique() > 1 else ''} {', '.join(sorted(f[:20] + '…' for f in set(fp)))})" if len(fp) else ''
     out = [f"# Analysis: {c.model}\n",
            f"> {pv['records']} records ({pv['clean']} from clean trees" + (f", **{pv['dirty']} from dirty trees**" if pv['dirty'] else '')
-           + f"), commits {', '.join(pv['commits'])}, {pv['first']} to {pv['last']}." + (f" Weights: {src}." if src else '')
+           + f"), commits {', '.join(pv['commits'])}, {pv['first']} to {pv['last']}." + (f" Weights: {src}." if len(named) or len(fp) else '')
            + (f" {c.refused} records from trees with uncommitted changes were left out." if getattr(c, 'refused', 0) else '')]
     if c.P: out.append(f"\nHeadline protocol (every table unless it says otherwise): {describe(c.P, c.df)}. "
                        f"Headline corpus: `{c.corpus}`.")
