@@ -31,7 +31,7 @@ def cache(tmp_path_factory):
 def smol(cache): return load_model('SmolLM2-135M')
 
 
-def _folders(cache): return sorted(p.name for p in cache.iterdir())
+def _folders(cache): return sorted(p.name for p in cache.iterdir() if p.is_dir())  # converted models (data.py keeps its sha256.json beside them)
 
 
 def test_gguf_route_and_source(smol, cache):
@@ -66,7 +66,7 @@ def test_tokenizer(smol):
 
 
 def test_cached_reload_and_dtype(smol, cache):
-    f = next(cache.iterdir())/'model.safetensors'; stamp = f.stat().st_mtime_ns
+    f = cache/_folders(cache)[0]/'model.safetensors'; stamp = f.stat().st_mtime_ns
     m, _ = load_model('SmolLM2-135M', dtype=torch.bfloat16)
     assert f.stat().st_mtime_ns == stamp and _folders(cache) == [f.parent.name]  # read, not rewritten
     assert {p.dtype for p in m.parameters()} == {torch.bfloat16} and m.lm_head.weight is m.model.embed_tokens.weight
