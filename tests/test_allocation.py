@@ -1,5 +1,5 @@
 "Property tests of wanda_nb.allocation (equal-sparsity matching, the coordinate search, disjointness) and the bad-input contracts of the allocation study."
-import copy, math, os, random
+import copy, json, math, os, random
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
 import numpy as np, pandas as pd, pytest, torch
 from wanda_nb.allocation import (_level, _up, _down, achieved_sparsity, block_shapes, check_disjoint, check_schedule,
@@ -152,3 +152,27 @@ def test_learn_with_groups_moves_blocks_together(tiny_bench):
     assert r['extra']['groups'] == [[0, 1, 2], [3, 4]]
     raw = r['metrics']['raw']; assert raw[0] == raw[1] == raw[2] and raw[3] == raw[4]
     assert r['metrics']['evals'] <= 1 + 2 * 2 * 2 and r['metrics']['achieved'] == reference(b, 'magnitude', 0.6)
+
+def test_search_on_a_subset_of_the_calibration_windows(tiny_bench, tmp_path):
+    """The SmolLM2 plan's cheaper search (`search_windows`, `score_windows`): the search prunes with the seed's first k
+    calibration windows and scores KL on the first n, and its record says so; the runs prune with every window; nothing
+    reads other calibration text; without the options the study is unchanged (the same search record as a plain `learn`)."""
+    from wanda_nb.analysis.allocation import study, first_windows, learn, watch_inputs, seed_calib
+    b = tiny_bench
+    assert first_windows(b.calib, None) is b.calib and first_windows(b.calib, 9) is b.calib
+    sub = first_windows(b.calib, 2)
+    assert torch.equal(sub.ids, b.calib.ids[:2]) and sub.meta['nsamples'] == 2 and sub.meta['subset'] == 'first 2 of 4'
+    with pytest.raises(ValueError, match='at least one window'): first_windows(b.calib, 0)
+    kw = dict(sparsities=(0.6,), seeds=(0,), methods=('wanda',), owl_grid=(), sensitivity=False, controls=False,
+              search=dict(deltas=(0.1,), max_sweeps=1))
+    with watch_inputs(b.model, b.dense) as seen: study(b, tmp_path/'a', search_windows=2, score_windows=1, **kw)
+    cal = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen if x.shape[-1] == b.calib.ids.shape[1]]) # the rest: evaluation
+    assert all((row == b.calib.ids).all(1).any() for row in cal)  # seed 0's windows are the bench's; every pass read them
+    runs = [json.loads(f.read_text()) for f in (tmp_path/'a').glob('*.json')]
+    srch = [json.loads(f.read_text()) for f in (tmp_path/'a'/'search').glob('*.json')]
+    assert len(srch) == 1 and srch[0]['calibration']['nsamples'] == 2 and srch[0]['extra']['score']['windows'] == 1
+    learned = [r for r in runs if r['extra'].get('alloc') == 'learned']
+    assert len(learned) == 1 and learned[0]['calibration']['nsamples'] == 4   # the run itself prunes with all 4 windows
+    study(b, tmp_path/'b', **kw)
+    plain = learn(b, 'wanda', 0.6, seed_calib(b, 0), deltas=(0.1,), max_sweeps=1)
+    assert [json.loads(f.read_text())['id'] for f in (tmp_path/'b'/'search').glob('*.json')] == [plain['id']]

@@ -25,10 +25,10 @@ from .evidence import as_frame, compare, decide, INCONCLUSIVE
 
 # %% auto #0
 __all__ = ['OWL_GRID', 'CLAIMS', 'MAIN', 'SMOL', 'seed_calib', 'count_group', 'reference', 'CalibScore', 'calib_score',
-           'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows', 'calib_kl_step', 'study',
-           'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table', 'schedule_table',
-           'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery', 'study_cost',
-           'gpu_seconds', 'zeroshot_study', 'most_different']
+           'first_windows', 'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows',
+           'calib_kl_step', 'study', 'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table',
+           'schedule_table', 'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery',
+           'study_cost', 'gpu_seconds', 'zeroshot_study', 'most_different']
 
 # %% ../../nbs/26_allocation.ipynb #ab1b3d7c
 def seed_calib(b, # a `wanda_nb.experiment.Bench`
@@ -75,6 +75,14 @@ def calib_score(b, calib, n:int|None=None) -> CalibScore:
     return CalibScore(ids, b.dense if big else dense_logprobs(b.dense, ids),
                       dict(corpus=meta.get('corpus'), split=meta.get('split'), seed=meta.get('seed'), windows=len(ids),
                            seqlen=ids.shape[1]))
+
+def first_windows(cs:CalibSet, k:int|None) -> CalibSet:
+    "The first `k` windows of a calibration set, recorded as such (`cs` itself when k is None or covers it)."
+    if k is None or k >= len(cs): return cs
+    if k < 1: raise ValueError(f"a calibration subset needs at least one window, got {k}")
+    meta = {n: v for n, v in cs.meta.items() if n not in ('sha256', 'windows', 'docs', 'draws')} # those describe all of cs
+    return CalibSet(cs.ids[:k], meta | dict(nsamples=k, subset=f'first {k} of {len(cs)}'))
+
 
 # %% ../../nbs/26_allocation.ipynb #4f9fe0ef
 @contextmanager
@@ -183,9 +191,10 @@ def _owl_runs(b, method, target, cs, grid, stats, E, kw, t0):
                 extra=E('owl', owl_m=M, owl_lambda=lam, ratios=o['ratios'], raw=o['raw']))
 
 # %% ../../nbs/26_allocation.ipynb #39ce3bd9
-def _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, search, evals, controls, t0, zs=None):
-    "Every run of one (sparsity, calibration seed); `zs`: zero-shot tasks and limit."
-    cs = seed_calib(b, seed); st = [calib_kl_step(calib_score(b, cs))]; stats = dense_stats(b.dense, cs)
+def _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, search, evals, controls, t0, zs=None,
+              search_windows=None, score_windows=None):
+    "Every run of one (sparsity, calibration seed); `zs`: zero-shot tasks and limit; `study` says what the windows are."
+    cs = seed_calib(b, seed); st = [calib_kl_step(calib_score(b, cs, score_windows))]; stats = dense_stats(b.dense, cs)
     base = dict(out=out, experiment='allocation', evals=evals, layers=block_rows, calib=cs, **(zs or {}))
     for method in methods:
         ref, kw = reference(b, method, target), base | dict(steps=st)
@@ -197,7 +206,8 @@ def _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, sea
                                       extra=E('global', statistics='dense inputs', masks='one ranking of |W|·‖X‖'))
         else: run_one(b, method, ref, allocation='global', extra=E('global'), **kw)
         if learned:
-            x = learn(b, method, target, cs, out=Path(out)/'search', **(search or {}))
+            x = learn(b, method, target, first_windows(cs, search_windows), score=first_windows(cs, score_windows),
+                      out=Path(out)/'search', **(search or {}))
             run_one(b, method, float(np.mean(x['metrics']['schedule'])), allocation=x['metrics']['schedule'], **kw,
                     extra=E('learned', search=x['id']))
         for j in range(len(decoder_blocks(b.dense)) if sensitivity else 0):
@@ -214,12 +224,15 @@ def study(b, # a `wanda_nb.experiment.Bench` (its calibration recipe is redrawn 
           search:dict|None=None, # `learn` options: deltas, max_sweeps, groups (e.g. 6 for a 30-block model), hi
           evals=('ppl', 'kl'), # add 'zeroshot' for accuracies
           controls:bool=True, # uniform Wanda with dense-input statistics (global Wanda's like-for-like baseline)
+          search_windows:int|None=None, # the learned search prunes with the seed's first k calibration windows (None: all)
+          score_windows:int|None=None, # calibration KL on the first n windows: the search's objective and every run's step (None: all)
          ) -> Path:
     "Every run of the allocation study on bench `b`, recorded under `out`; runs and searches resume from their records."
     out, t0 = Path(out), time.time()
     run_one(b, 'dense', out=out, experiment='allocation', evals=evals)
     for target in sparsities:
-        for seed in seeds: _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, search, evals, controls, t0)
+        for seed in seeds: _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, search, evals, controls, t0,
+                                     search_windows=search_windows, score_windows=score_windows)
     return out
 
 # %% ../../nbs/26_allocation.ipynb #b987965e
@@ -425,16 +438,17 @@ def study_cost(n_blocks:int, sparsities=(0.5, 0.6, 0.7, 0.8), seeds=(0, 1, 2), m
     return c
 
 # %% ../../nbs/26_allocation.ipynb #1ecf5d0f
-def gpu_seconds(cost:dict, wanda_prune:float=3., magnitude_prune:float=0.3, evaluate:float=4., score:float=1.,
-                search_fraction:float=1.) -> float:
+def gpu_seconds(cost:dict, wanda_prune:float=8., magnitude_prune:float=0.1, evaluate:float=10.5, score:float=1.2,
+                search_fraction:float=1., search_prune:float|None=None) -> float:
     "Seconds for `study_cost` counts at the given per-operation costs (search evaluations × `search_fraction` of the bound)."
-    t = cost['evaluations'] * evaluate + cost.get('wanda_runs', 0) * wanda_prune + cost.get('magnitude_runs', 0) * magnitude_prune
-    t += search_fraction * cost.get('wanda_search_evals', 0) * (wanda_prune + score)
+    t = cost['evaluations'] * (evaluate + score) + cost.get('wanda_runs', 0) * wanda_prune + cost.get('magnitude_runs', 0) * magnitude_prune
+    t += search_fraction * cost.get('wanda_search_evals', 0) * ((wanda_prune if search_prune is None else search_prune) + score)
     return t + search_fraction * cost.get('magnitude_search_evals', 0) * (magnitude_prune + score)
 
 # %% ../../nbs/26_allocation.ipynb #a3949c45
 SMOL = dict(sparsities=(0.5, 0.7), seeds=(0, 1, 2), owl_grid=((5., 0.08),), sensitivity=False,
-            search=dict(groups=6, deltas=(0.04, 0.02), max_sweeps=2)) # the reduced plan for a 30-block model on one GPU
+            search=dict(groups=6, deltas=(0.04, 0.02), max_sweeps=2), # the reduced plan for a 30-block model on one GPU:
+            search_windows=32, score_windows=16)                     # the search prunes on 32 windows, KL on 16
 
 # %% ../../nbs/26_allocation.ipynb #ce2c187c
 def zeroshot_study(b, out, sparsity:float, seeds=(0,), methods=('wanda',), tasks=None, limit=None, search:dict|None=None):
