@@ -40,11 +40,14 @@ def record_id(record:dict) -> str:
 
 # %% ../nbs/09_records.ipynb #4ec7b4cb
 def _versions() -> dict:
-    "Installed versions of the packages that change results, and Python's."
+    "Installed versions of the packages that change results, Python's, and the GPU's name where one is visible."
     def v(p):
         try: return metadata.version(p)
         except metadata.PackageNotFoundError: return None
-    return {p: v(p) for p in _PACKAGES} | {'wanda_nb': wanda_nb.__version__, 'python': platform.python_version()}
+    out = {p: v(p) for p in _PACKAGES} | {'wanda_nb': wanda_nb.__version__, 'python': platform.python_version()}
+    t = sys.modules.get('torch') # a run has imported it; records alone need not
+    gpu = t.cuda.get_device_name() if t is not None and t.cuda.is_available() else None # timings and kernels differ by card
+    return out | ({'gpu': gpu} if gpu else {})
 
 def _git() -> dict|None:
     "Commit and dirty flag of the checkout wanda_nb is imported from, or None outside a git checkout."

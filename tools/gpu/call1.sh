@@ -5,7 +5,7 @@ set -uo pipefail
 mkdir -p /tmp/gpu/data && cp .gpu/p1/gg.part0 /tmp/gpu/ && cp -r .gpu/p1/data/* /tmp/gpu/data/
 echo "37e18facae7798c923d3304f386e0664f81917c8e948ca245b04bac8dcc3458a  /tmp/gpu/gg.part0" | sha256sum -c || exit 3
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/p1/whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDA_NB_COMMIT=$1 WANDA_NB_DATA=/tmp/gpu/data PYTHONUNBUFFERED=1
+. "$(dirname "$0")/env.sh" "$1"
 nvidia-smi -L; mkdir -p $OUT/prune
 [ "${2:-300}" = 0 ] || timeout 330 python3 benchmarks/prune_speed.py --commit $1 --out $OUT/prune --budget ${2:-300} 2>&1 | tail -45
 ls -la $OUT/*

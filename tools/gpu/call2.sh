@@ -6,7 +6,7 @@ set -uo pipefail
 cp .gpu/p2/gg.part1 /tmp/gpu/ && cp -r .gpu/p2/data/* /tmp/gpu/data/
 echo "3b79d767e21c77a1e81fd2731194ef46cc643c59497c699b0d5ea58a163d1cfe  /tmp/gpu/gg.part1" | sha256sum -c || exit 3
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/p2/whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDA_NB_COMMIT=$1 WANDA_NB_DATA=/tmp/gpu/data PYTHONUNBUFFERED=1
+. "$(dirname "$0")/env.sh" "$1"
 mkdir -p $OUT/infer
 [ "${2:-200}" = 0 ] || timeout 300 python3 benchmarks/infer_speed.py --commit $1 --out $OUT/infer --budget-s ${2:-200} 2>&1 | tail -45
 ls -la $OUT/*

@@ -6,7 +6,7 @@ set -uo pipefail
 G=/tmp/gpu/SmolLM2-135M-Instruct.Q4_1.gguf
 cat /tmp/gpu/gg.part0 /tmp/gpu/gg.part1 .gpu/p3/gg.part2 > $G
 echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $G" | sha256sum -c || exit 3
-export PYTHONPATH=/tmp/site:$PWD WANDA_NB_SMOLLM2_GGUF=$G WANDA_NB_CACHE=/tmp/gpu/cache HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+. "$(dirname "$0")/env.sh" "$1"
 python3 -c "
 import time, torch, lm_eval, datasets, gguf, fastcore
 from wanda_nb.models import load_model

@@ -4,8 +4,7 @@
 # Usage: bash tools/gpu/recovery.sh <commit> <minutes> <plan>   (resumes: repeat while the machine is warm until 'done')
 set -uo pipefail
 [ -f /tmp/gpu/SmolLM2-135M-Instruct.Q4_1.gguf ] || { echo "fresh machine: run calls 1-3 first"; exit 3; }
-export PYTHONPATH=/tmp/site:$PWD WANDA_NB_SMOLLM2_GGUF=/tmp/gpu/SmolLM2-135M-Instruct.Q4_1.gguf WANDA_NB_CACHE=/tmp/gpu/cache \
-       WANDA_NB_DATA=/tmp/gpu/data HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDA_NB_COMMIT=$1 PYTHONUNBUFFERED=1
+. "$(dirname "$0")/env.sh" "$1"
 R=/tmp/gpu/results/SmolLM2-135M/recovery; mkdir -p $R
 cp -rn results/SmolLM2-135M/recovery/. $R/ 2>/dev/null  # the committed records: resumed, not recomputed
 python3 tools/recovery_gpu.py --out $R --minutes $2 --plan $3 2>&1 | grep -v "Loading weights" | tee /tmp/gpu/results/recovery-$3.log | tail -40

@@ -1,8 +1,7 @@
 #!/bin/bash
 # One gpu_study.py run on SmolLM2-135M in the prepared environment; records come back as $OUT/records.tar.gz.
 set -uo pipefail
-export PYTHONPATH=/tmp/site:$PWD WANDA_NB_SMOLLM2_GGUF=/tmp/gpu/SmolLM2-135M-Instruct.Q4_1.gguf WANDA_NB_CACHE=/tmp/gpu/cache \
-       WANDA_NB_DATA=/tmp/gpu/data HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDA_NB_COMMIT=$1 PYTHONUNBUFFERED=1
+. "$(dirname "$0")/env.sh" "$1"
 mkdir -p /tmp/gpu/results && cp -rn results/SmolLM2-135M /tmp/gpu/results/ 2>/dev/null  # the committed records: resumed, not recomputed
 [ -f /tmp/gpu/records.tar.gz ] && tar -xzf /tmp/gpu/records.tar.gz -C /tmp/gpu --skip-old-files 2>/dev/null
 python3 tools/gpu_study.py --model SmolLM2-135M --out /tmp/gpu/results --commit $1 --budget-s $2 --plan $3 "${@:4}" 2>&1 | grep -v "Loading weights" | tail -60

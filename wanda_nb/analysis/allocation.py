@@ -127,13 +127,13 @@ def _objective(b, method, calib, sc, sh, ref, cache:dict):
 def learn(b, # a `wanda_nb.experiment.Bench`; its working model is used (restored before every evaluation)
           method:str, target:float, # the score and the nominal sparsity
           calib:CalibSet, # calibration windows for pruning and (by default) for scoring
-          score=None, # other windows to score on (a CalibSet or tensor); never evaluation text
+          score=None, # other windows to score on (a CalibSet or tensor), or a `calib_score` already built; never evaluation text
           out=None, # a folder for the search record; a saved search is returned without recomputation
           deltas=(0.04, 0.02, 0.01), max_sweeps:int=3, groups=None, hi:float=0.99, # `coordinate_search` options
          ) -> dict: # the search record: metrics.schedule (matched), raw, objective, evals, prunes, forward_passes, trace
     "A per-block schedule minimising KL to dense on calibration data, at the uniform allocation's achieved sparsity."
     _calib_only(b, calib, 'the pruning calibration of the learned search')
-    sc = calib_score(b, calib if score is None else score)
+    sc = score if isinstance(score, CalibScore) else calib_score(b, calib if score is None else score)
     sh = block_shapes(b.dense); ref, gs = reference(b, method, target), _groups(groups, len(sh))
     cfg = _search_config(b, method, target, calib, sc, dict(deltas=list(deltas), max_sweeps=max_sweeps, groups=gs, hi=hi))
     if out is not None and (r := find_record(Path(out), **cfg)) is not None: return r
@@ -194,7 +194,8 @@ def _owl_runs(b, method, target, cs, grid, stats, E, kw, t0):
 def _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, search, evals, controls, t0, zs=None,
               search_windows=None, score_windows=None):
     "Every run of one (sparsity, calibration seed); `zs`: zero-shot tasks and limit; `study` says what the windows are."
-    cs = seed_calib(b, seed); st = [calib_kl_step(calib_score(b, cs, score_windows))]; stats = dense_stats(b.dense, cs)
+    cs = seed_calib(b, seed); sc = calib_score(b, first_windows(cs, score_windows)); stats = dense_stats(b.dense, cs)
+    st = [calib_kl_step(sc)] # one objective per seed: every run's step and the search score the same windows
     base = dict(out=out, experiment='allocation', evals=evals, layers=block_rows, calib=cs, **(zs or {}))
     for method in methods:
         ref, kw = reference(b, method, target), base | dict(steps=st)
@@ -206,7 +207,7 @@ def _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, sea
                                       extra=E('global', statistics='dense inputs', masks='one ranking of |W|·‖X‖'))
         else: run_one(b, method, ref, allocation='global', extra=E('global'), **kw)
         if learned:
-            x = learn(b, method, target, first_windows(cs, search_windows), score=first_windows(cs, score_windows),
+            x = learn(b, method, target, first_windows(cs, search_windows), score=sc,
                       out=Path(out)/'search', **(search or {}))
             run_one(b, method, float(np.mean(x['metrics']['schedule'])), allocation=x['metrics']['schedule'], **kw,
                     extra=E('learned', search=x['id']))

@@ -8,6 +8,7 @@ import time
 import numpy as np, pandas as pd, torch
 from ..quant import quant_steps, check_quant, rtn, gptq_quantize
 from ..metrics import paired_diff, mean_se
+from .evidence import as_frame, compare, INCONCLUSIVE
 from ..experiment import run_one
 
 # %% auto #0
@@ -78,6 +79,12 @@ def quant_table(records:list, # record dicts, as `study` returns them or their J
                     **{f'ppl {c}': m['ppl'][c] for c in corpora if c in m.get('ppl', {})}, id=r['id']))
     return pd.DataFrame(rows)
 
+def _by(records:list, seed:int=0) -> dict:
+    "The runs of one calibration seed keyed by (pruner, structure, order, quantizer, spec): what the tables look up."
+    return {(l['pruner'], r['structure'], l['order'], l['quantizer'], l['spec']): r
+            for r in records for l in [label(r)] if (r['calibration'] or {}).get('seed', 0) == seed}
+
+
 # %% ../../nbs/28_quantization.ipynb #595318e2
 def paired(a:dict, b:dict, # two records evaluated on the same windows
            corpus:str='stories', what:str='kl') -> tuple: # (mean of a − b, its standard error)
@@ -130,8 +137,7 @@ def bits_figure(T:pd.DataFrame, # `quant_table` rows of one seed
 # %% ../../nbs/28_quantization.ipynb #68184747
 def added_cost(records:list, corpus:str='stories', quantizer:str='gptq') -> pd.DataFrame:
     "Per pruner × structure × format: KL that prune→quant adds over the pruner alone (paired, ± SE) vs the format alone."
-    by = {(l['pruner'], r['structure'], l['order'], l['quantizer'], l['spec']): r
-          for r in records for l in [label(r)] if (r['calibration'] or {}).get('seed', 0) == 0}
+    by = _by(records)
     rows = []
     for (p, st, o, qz, sp), r in by.items():
         if o != 'prune→quant' or qz != quantizer: continue
@@ -142,36 +148,37 @@ def added_cost(records:list, corpus:str='stories', quantizer:str='gptq') -> pd.D
     return pd.DataFrame(rows).set_index(['structure', 'pruner', 'spec']).sort_index()
 
 # %% ../../nbs/28_quantization.ipynb #1668982c
-def order_diffs(records:list, corpus:str='stories', seed:int=0) -> pd.DataFrame:
-    "Paired KL differences of each order against prune→quant (GPTQ), per pruner × structure × format."
-    by = {(l['pruner'], r['structure'], l['order'], l['quantizer'], l['spec']): r
-          for r in records for l in [label(r)] if (r['calibration'] or {}).get('seed', 0) == seed}
-    rows = []
+def _order_pairs(by:dict):
+    "((structure, pruner, spec, vs), run, its prune→quant (GPTQ) baseline) for every other order present in `by`."
     for (p, st, o, qz, sp), base in by.items():
         if o != 'prune→quant' or qz != 'gptq': continue
         for name, key in (('quant→prune', (p, st, 'quant→prune', 'gptq', sp)), ('joint', (p, st, 'joint', 'gptq', sp)),
                           ('rtn instead of gptq', (p, st, 'prune→quant', 'rtn', sp))):
-            if key in by:
-                d, se = paired(by[key], base, corpus)
-                rows.append(dict(structure=st, pruner=p, spec=sp, vs=name, diff=d, se=se, z=d / se if se else np.nan))
+            if key in by: yield (st, p, sp, name), by[key], base
+
+def order_diffs(records:list, corpus:str='stories', seed:int=0) -> pd.DataFrame:
+    "Paired KL differences of each order against prune→quant (GPTQ), per pruner × structure × format."
+    rows = []
+    for k, r, base in _order_pairs(_by(records, seed)):
+        d, se = paired(r, base, corpus)
+        rows.append(dict(zip(('structure', 'pruner', 'spec', 'vs'), k), diff=d, se=se, z=d / se if se else np.nan))
     cols = ['structure', 'pruner', 'spec', 'vs', 'diff', 'se', 'z']
     return pd.DataFrame(rows, columns=cols).set_index(cols[:4]).sort_index()
 
 # %% ../../nbs/28_quantization.ipynb #fe392169
 def order_verdicts(records:list, corpus:str='stories', z:float=2.0) -> pd.DataFrame:
-    "`order_diffs` over every calibration seed that has each comparison: mean, window se, seed sd, u, verdict."
-    from wanda_nb.analysis.evidence import t_scaled, INCONCLUSIVE
-    seeds = sorted({(r['calibration'] or {}).get('seed', 0) for r in records})
-    d = pd.concat([order_diffs(records, corpus, s).assign(seed=s) for s in seeds]).reset_index()
-    nwin = min(len(r['metrics']['kl_windows'][corpus]) for r in records)
+    "Each order against prune→quant (GPTQ) over every calibration seed that has both: `evidence.compare` of their KL, and a verdict."
+    pairs = {} # (structure, pruner, spec, vs) -> ([run per seed], [baseline per seed])
+    for s in sorted({(r['calibration'] or {}).get('seed', 0) for r in records}):
+        for k, r, base in _order_pairs(_by(records, s)):
+            a, b = pairs.setdefault(k, ([], [])); a.append(r); b.append(base)
     rows = []
-    for k, g in d.groupby(['structure', 'pruner', 'spec', 'vs']):
-        n, m, se = len(g), float(g['diff'].mean()), float(g['se'].mean())
-        sd = float(g['diff'].std(ddof=1)) if n > 1 else float('nan')
-        u = t_scaled(se, nwin - 1, sd ** 2 / n, n - 1)[2] if n > 1 else float('nan')
-        v = (f"{INCONCLUSIVE} (one seed: {m / se:+.1f} window se)" if n == 1 else INCONCLUSIVE if abs(m) <= z * u
-             else 'lower KL' if m < 0 else 'higher KL')
-        rows.append(dict(zip(['structure', 'pruner', 'spec', 'vs'], k), seeds=n, diff=m, se_window=se, sd_seed=sd, u=u, verdict=v))
+    for k, (a, b) in sorted(pairs.items()):
+        c = compare(as_frame(a), as_frame(b), corpus, metric='kl')
+        v = (f"{INCONCLUSIVE} (one seed: {c['diff'] / c['se_window']:+.1f} window se)" if c['n'] == 1 else
+             INCONCLUSIVE if abs(c['z']) <= z else 'lower KL' if c['diff'] < 0 else 'higher KL')
+        rows.append(dict(zip(('structure', 'pruner', 'spec', 'vs'), k), seeds=c['n'], diff=c['diff'], se_window=c['se_window'],
+                         sd_seed=c['sd_seed'], u=c['u'] if c['n'] > 1 else np.nan, verdict=v))
     return pd.DataFrame(rows).set_index(['structure', 'pruner', 'spec', 'vs'])
 
 # %% ../../nbs/28_quantization.ipynb #5158d106
@@ -180,8 +187,7 @@ def rivals(records:list, corpus:str='stories', pruner:str='wanda', seed:int=0,
           ) -> pd.DataFrame:
     "Each `pruner` + format run against the best-funded quantization alone (GPTQ) at no more bits per weight, paired KL."
     bpw = lambda r: r['metrics']['bits']['bits_per_weight']
-    by = {(l['pruner'], r['structure'], l['order'], l['quantizer'], l['spec']): r
-          for r in records for l in [label(r)] if (r['calibration'] or {}).get('seed', 0) == seed}
+    by = _by(records, seed)
     dq = sorted([r for k, r in by.items() if k[2] == 'quant only' and k[3] == 'gptq'], key=bpw)
     rows = []
     for (p, st, o, qz, sp), r in by.items():
