@@ -44,6 +44,7 @@ def main():
     ap.add_argument('--tasks-methods', default='magnitude,wanda,sparsegpt,ria', help='the tasks study: methods, in priority order')
     ap.add_argument('--tasks-settings', default='0.5:unstructured,0.5:2:4', help='the tasks study: sparsity:structure pairs')
     ap.add_argument('--tasks-limit', type=int, default=0, help='the tasks study: first N items of each task (0: all; recorded)')
+    ap.add_argument('--zs-batch-size', type=int, default=64, help='zero-shot requests per forward pass (short sequences: more than --batch-size windows)')
     ap.add_argument('--sweep-methods', default='', help='the sweep study: methods, in priority order (default: every pruner)')
     ap.add_argument('--owl-seeds', default='0', help='the owl study: calibration seeds, in priority order')
     a = ap.parse_args()
@@ -90,7 +91,7 @@ def _run(st, B, root, a, say):
     elif st == 'tasks':
         settings = [(float(x.split(':', 1)[0]), x.split(':', 1)[1]) for x in a.tasks_settings.split(',')]
         tasks.study(B, root/'tasks', methods=a.tasks_methods.split(','), settings=settings, seeds=(0,),
-                    limit=a.tasks_limit or None, batch_size=bs)
+                    limit=a.tasks_limit or None, batch_size=bs, zs_batch_size=a.zs_batch_size)
     elif st == 'why': why.study(B, root/'why', block_hybrids=a.block_hybrids and not a.why_minimal, hybrids=not a.why_minimal,
                                 sequential=not a.why_minimal)
     elif st == 'layerwise': layerwise.study(B, root/'layerwise')

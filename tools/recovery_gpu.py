@@ -33,7 +33,7 @@ def main():
     ap.add_argument('--ckpt', default='/tmp/wanda_nb-recovery-ckpt'); ap.add_argument('--minutes', type=float, default=9.)
     ap.add_argument('--plan', default='modest', choices=list(PLANS)); ap.add_argument('--time-only', action='store_true')
     ap.add_argument('--seqlen', type=int, default=1024); ap.add_argument('--batch-size', type=int, default=8)
-    ap.add_argument('--limit', type=int, default=500, help='zero-shot items per task (zeroshot plan)')
+    ap.add_argument('--limit', type=int, default=500, help='zero-shot items per task (zeroshot plan; 0: all)')
     ap.add_argument('--nsamples', type=int, default=128, help='calibration windows')
     ap.add_argument('--device', default='cuda'); ap.add_argument('--eval-seqlen', type=int, default=2048, help='and calibration')
     ap.add_argument('--max-windows', type=int, default=64, help='WikiText-2 evaluation windows (C4: half as many)')
@@ -50,7 +50,7 @@ def main():
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     lr_file = out/'lr.json'
     lrs = json.loads(lr_file.read_text()) if lr_file.exists() else {}
-    plan = PLANS[a.plan] | (dict(limit=a.limit) if 'zeroshot' in PLANS[a.plan].get('evals', ()) else {})
+    plan = PLANS[a.plan] | (dict(limit=a.limit or None) if 'zeroshot' in PLANS[a.plan].get('evals', ()) else {})
     for k in plan.get('kinds', KINDS): # learning rates of the kinds this plan trains only
         if k not in lrs:
             t = choose_lr(B, k, LRS[k], tokens=131072, **base)

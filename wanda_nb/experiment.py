@@ -407,6 +407,7 @@ def measure(b:Bench, # the bench; its working model is measured
             tasks=None, limit=None, # zero-shot tasks and per-task item limit
             batch_size:int=8, # windows per forward pass
             progress:bool=False, # bars over windows and tasks
+            zs_batch_size:int|None=None, # zero-shot requests per forward pass (None: `batch_size`)
            ) -> dict: # metrics: ppl, kl, kl_detail, kl_windows, nll_windows (per corpus), zeroshot, achieved_sparsity
     "Perplexity, KL to dense (with per-window means) and zero-shot accuracy of the bench's working model."
     m = {}
@@ -426,7 +427,7 @@ def measure(b:Bench, # the bench; its working model is measured
     if 'zeroshot' in evals:
         m['zeroshot'] = {}
         for t in tqdm(list(tasks or TASKS), 'zero-shot', unit='task', disable=not progress, leave=False, file=sys.stderr):
-            m['zeroshot'] |= zeroshot(b.model, b.tokenizer, tasks=[t], limit=limit)['tasks']
+            m['zeroshot'] |= zeroshot(b.model, b.tokenizer, tasks=[t], limit=limit, batch_size=zs_batch_size or batch_size)['tasks']
     return m | dict(achieved_sparsity=model_sparsity(b.model)['linear'])
 
 # %% ../nbs/10_experiment.ipynb #cfde4d80
@@ -494,6 +495,7 @@ def run_one(b:Bench, # from `bench`
             out=None, # a folder for the record (None: not saved)
             experiment:str='main', extra:dict|None=None, # record tags
             batch_size:int=8, # calibration and evaluation batch size
+            zs_batch_size:int|None=None, # zero-shot requests per forward pass (None: `batch_size`); not part of the run's identity
             save:str|None=None, # write the pruned model here (save_pretrained); must not exist
             calib=None, # a `CalibSet` for this run instead of the bench's; with `masks`: the set they were chosen on
             masks=None, # {full linear name: bool mask} (or a callable (bench) -> it) applied instead of pruning
@@ -515,7 +517,7 @@ def run_one(b:Bench, # from `bench`
     timings, rep = _prune(b, method, sparsity, nm, structure, group, masks, calib, batch_size, progress, prune_kw)
     done |= {st.name: st.fn(b, rep) for st in steps if st.when == 'after'}
     check_finite(b.model, f" after {method}{' and ' + ', '.join(done) if done else ''}", "the method or a step produced them")
-    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size, progress) | done
+    t = time.time(); metrics = measure(b, evals, tasks, limit, batch_size, progress, zs_batch_size) | done
     timings['eval'] = time.time() - t
     if layers is not None: metrics['layers'] = layers(b, rep) if callable(layers) else list(layers)
     if rep is not None and rep.config.get('block_sparsity') is not None: # OWL's or an explicit schedule: what each block got

@@ -166,7 +166,8 @@ def _gold(task, doc) -> int:
 
 def _chance(task, n:int) -> dict:
     "Uniform-guess accuracy and the range of constant-position accuracies over the first `n` documents."
-    docs = [task.eval_docs[i] for i in range(n)]
+    ev = task.eval_docs # a property that re-runs the task's process_docs on every read: read it once
+    docs = [ev[i] for i in range(n)]
     ks = [len(task.doc_to_choice(d)) for d in docs]
     pos = Counter(_gold(task, d) for d in docs)
     shares = [pos.get(j, 0) / n for j in range(max(ks))]
@@ -185,7 +186,13 @@ def _summary(res:dict, t:str, task, offline:bool) -> dict:
     src = f"mirror: {', '.join(_SPECS[t][3])} -> {_SPECS[t][2]} rows" if offline else f"hub: {_SPECS[t][2]}"
     return dict(version=res['versions'][t], split=_SPECS[t][1], n=n['effective'], n_total=n['original'],
                 acc=g('acc'), acc_stderr=g('acc_stderr'), acc_norm=g('acc_norm'), acc_norm_stderr=g('acc_norm_stderr'),
-                **_chance(task, n['effective']), data=src, **({'note': _NOTES[t]} if offline and t in _NOTES else {}))
+                **_chance(task, n['effective']), data=src, **({'note': _NOTES[t]} if offline and t in _NOTES else {}),
+                **_per_doc(res, t))
+
+def _per_doc(res:dict, t:str) -> dict:
+    "Task `t`'s per-document outcomes in document order, as '0'/'1' strings: acc_docs, acc_norm_docs (for paired comparisons)."
+    s = sorted(res.get('samples', {}).get(t, []), key=lambda x: x['doc_id'])
+    return {f'{k}_docs': ''.join('1' if x[k] else '0' for x in s) for k in ('acc', 'acc_norm') if s and k in s[0]}
 
 # %% ../nbs/08_zeroshot.ipynb #b450e284
 def _refuse_nonfinite(model):
@@ -222,7 +229,7 @@ def zeroshot(model, # an in-memory `transformers.PreTrainedModel` (causal LM), p
         loaded = tm.load(list(tasks))['tasks']
         lm, hook = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size), _refuse_nonfinite(model)
         try: res = lm_eval.simple_evaluate(lm, tasks=[loaded[t] for t in tasks], num_fewshot=num_fewshot, limit=limit,
-                                           task_manager=tm, log_samples=False, random_seed=seed, numpy_random_seed=seed,
+                                           task_manager=tm, log_samples=True, random_seed=seed, numpy_random_seed=seed,
                                            torch_random_seed=seed, fewshot_random_seed=seed)
         finally: hook.remove()
         out = dict(lm_eval_version=lm_eval.__version__, offline=offline, limit=limit, num_fewshot=num_fewshot, seed=seed,

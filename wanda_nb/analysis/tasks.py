@@ -44,6 +44,12 @@ def config_label(row) -> str:
     return f"{row['method']} {st}" if st != 'unstructured' else f"{row['method']} {100 * row['sparsity']:g}%"
 
 # %% ../../nbs/22_tasks.ipynb #791e39a3
+def _paired_se(x, y, n) -> float|None:
+    "Standard error of mean(x) - mean(y) from two '0'/'1' per-document strings of length n; None unless both are there."
+    if not (isinstance(x, str) and isinstance(y, str) and n and len(x) == len(y) == int(n) > 1): return None
+    d = np.frombuffer(x.encode(), np.uint8).astype(float) - np.frombuffer(y.encode(), np.uint8)
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
+
 def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record with metrics.zeroshot, pruned ones
                z:float=2.0, # combined standard errors that make a drop significant
               ) -> pd.DataFrame: # one row per (config, task)
@@ -63,8 +69,10 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
                                                            f"n={b.get('n')}: rerun both with the same limit")
             sd, sp = _se(a['acc'], a.get('acc_stderr'), a.get('n')), _se(b['acc'], b.get('acc_stderr'), b.get('n'))
             d, p = a['acc'], b['acc']
+            pse = _paired_se(a.get('acc_docs'), b.get('acc_docs'), a.get('n'))
             rows.append(dict(config=config_label(rec), method=rec['method'], structure=rec['structure'], sparsity=rec['sparsity'],
-                             task=t, n=int(a['n']) if a.get('n') is not None else None, dense=d, dense_se=sd, pruned=p, pruned_se=sp, drop=d - p, se=math.hypot(sd, sp),
+                             task=t, n=int(a['n']) if a.get('n') is not None else None, dense=d, dense_se=sd, pruned=p, pruned_se=sp, drop=d - p, se=math.hypot(sd, sp) if pse is None else pse,
+                             paired=pse is not None,
                              rel_drop=(d - p) / d if d else float('nan'),
                              rel_se=math.sqrt(sp**2 + (p / d * sd)**2) / d if d else float('nan'),
                              chance=a.get('chance', float('nan')), dense_at_chance=at_chance(a) if 'n' in a else False))
@@ -117,13 +125,14 @@ def study(B, # a `wanda_nb.experiment.Bench`
           settings=((0.5, 'unstructured'), (0.5, '2:4')), # (sparsity, structure) pairs
           seeds=(0,), # calibration seeds (methods that need no calibration run once)
           tasks=None, limit=None, batch_size:int=8,
+          zs_batch_size:int|None=None, # zero-shot requests per forward pass (None: `batch_size`)
          ) -> list: # the records
     "Zero-shot accuracy (with perplexity and KL) of dense and each configuration on bench `B`, recorded under `out`."
     from wanda_nb.experiment import run_one
     from wanda_nb.methods import METHODS
     from wanda_nb.analysis.sweep import reseeded
     kw = dict(evals=('ppl', 'kl', 'zeroshot'), tasks=list(tasks or TASKS), limit=limit, out=out, experiment='tasks',
-              batch_size=batch_size)
+              batch_size=batch_size, zs_batch_size=zs_batch_size)
     recs = [run_one(B, 'dense', **kw)]
     for m in methods:
         for seed in (seeds if METHODS[m].needs != 'none' else seeds[:1]):
