@@ -11,7 +11,7 @@ from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
 from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
 from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
-from .analysis.tasks import task_drops, distinguishable
+from .analysis.tasks import task_drops, distinguishable, same_documents
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
 from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text
@@ -296,16 +296,17 @@ def _sec_tasks(c:_Ctx) -> str:
     if zs.empty:
         c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B; and no zero-shot records here (nbs/22_tasks.ipynb)')
         c.claim('reasoning', NOT_MEASURED, 'no zero-shot records'); return '\n'.join(out + ['Not measured: nbs/22_tasks.ipynb writes the zero-shot records.'])
-    lim = zs['extra.limit'] if 'extra.limit' in zs else pd.Series(np.nan, index=zs.index)
-    full = zs[lim.isna()] if lim.isna().any() and (zs[lim.isna()]['method'] == 'dense').any() else zs
-    d = dedupe(full); d = d[(d['method'] != 'dense') | (d.index == d[d['method'] == 'dense'].index.max())]
+    try: d = same_documents(dedupe(zs))
+    except ValueError as e:
+        c.claim('tasks', NOT_MEASURABLE, f'numbers of Llama-3.1-8B; zero-shot records here cannot be compared ({e})'); return '\n'.join(out)
+    lim = d['extra.limit'] if 'extra.limit' in d else pd.Series(np.nan, index=d.index)
     c.use('3.1', d)
     try: t = task_drops(d)
     except ValueError as e:
         c.claim('tasks', NOT_MEASURABLE, f'numbers of Llama-3.1-8B; zero-shot records here cannot be compared ({e})'); return '\n'.join(out)
     n = sorted(set(t['n'].dropna().astype(int)))
-    out.append(f"lm-eval 0-shot, {'every document' if lim.loc[d.index].isna().all() else 'first ' + ', '.join(map(str, n)) + ' documents'} per task; "
-               "accuracy change in points, pruned − dense, ± combined standard error; *at chance*: the dense model is within 3 binomial "
+    out.append(f"lm-eval 0-shot, {'every document' if lim.isna().all() else 'first ' + ', '.join(map(str, n)) + ' documents'} per task; "
+               f"accuracy change in points, pruned − dense, ± {'paired standard error (per-document differences)' if t['paired'].all() else 'combined standard error' if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)'}; *at chance*: the dense model is within 3 binomial "
                "standard errors of a constant answer or of guessing, so a drop there measures nothing.\n")
     wide = t.assign(cell=[f"{100 * -x:+.1f} ± {100 * s:.1f}" for x, s in zip(t['drop'], t['se'])]).pivot(index='task', columns='config', values='cell')
     first = t.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
