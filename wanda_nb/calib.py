@@ -275,10 +275,11 @@ def to_device(x, # a tensor, or nested tuples, lists, dicts holding tensors (one
     "`x` with every tensor inside moved to `device`."
     return _map(x, lambda t: t.to(device, non_blocking=non_blocking))
 
-def host_inputs(inputs:list # per batch (hidden, args, kwargs), as from `capture_inputs`, anywhere
-               ) -> list: # the same in host memory, pinned when CUDA is available
-    "Captured block inputs copied to host memory, pinned (when CUDA is available) so that they stream asynchronously."
-    pin = torch.cuda.is_available()
+def host_inputs(inputs:list, # per batch (hidden, args, kwargs), as from `capture_inputs`, anywhere
+                pin:bool|None=None # page-locked, to stream to a GPU asynchronously (None: when CUDA is available)
+               ) -> list: # the same in host memory
+    "Captured block inputs copied to host memory, pinned for a GPU so that they stream asynchronously."
+    pin = torch.cuda.is_available() if pin is None else pin
     return [_map(b, lambda t: torch.empty(t.shape, dtype=t.dtype, pin_memory=pin).copy_(t)) for b in inputs]
 
 # %% ../nbs/04_calib.ipynb #6fa48648
@@ -341,7 +342,7 @@ def dense_stats(model:nn.Module, # the dense model; its weights are not changed
     home = next(model.parameters()).device; dev = torch.device(device) if device is not None else home
     if distributed: ids = rank_windows(ids, batch_size)
     inps, out, lins = capture_inputs(model, ids, batch_size, home if offload else dev), {}, decoder_linears(model)
-    if offload: inps = host_inputs(inps)
+    if offload: inps = host_inputs(inps, pin=dev.type == 'cuda')
     for i, b in enumerate(decoder_blocks(model)):
         if offload: b.to(dev)
         mods = {l.full: l.module for l in lins if l.block == i}

@@ -9,11 +9,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 from .mask import magnitude_score, wanda_score, ria_score, select_mask, parse_structure
-from .sparsegpt import sparsegpt_prune, obs_solve
+from .sparsegpt import sparsegpt_prune, sparsegpt_prune_many, obs_solve
 
 # %% auto #0
 __all__ = ['NEEDS', 'GROUPS', 'METHODS', 'Method', 'register_method', 'get_method', 'method_options', 'method_group',
-           'prune_weight']
+           'prune_weight', 'prune_weights']
 
 # %% ../nbs/05a_methods.ipynb #17f2a92a
 NEEDS = ('none', 'norm', 'gram') # statistics a method reads: the weight alone, ‖X_j‖₂, or Σ x xᵀ
@@ -31,6 +31,7 @@ class Method:
     quantizes:bool=False # whether it also rounds the weights it keeps (not a pruner alone: sweeps leave it out)
     options:dict=field(default_factory=dict) # option -> default, e.g. RIA's exponent a=0.5
     doc:str='' # one line for `--help`
+    solve_many:Callable|None=None # ([W], [stats], sparsity, nm, **options) -> [(new W, mask)]: a block's layers at once
 
 # %% ../nbs/05a_methods.ipynb #3554f37f
 METHODS = {} # name -> Method, in registration order
@@ -42,6 +43,7 @@ def register_method(m:Method) -> Method:
     if m.name in METHODS: raise ValueError(f"method {m.name!r} is already registered")
     if m.needs not in NEEDS: raise ValueError(f"{m.name}: needs must be one of {NEEDS}, got {m.needs!r}")
     if (m.score is None) == (m.solve is None): raise ValueError(f"{m.name}: give exactly one of score= and solve=")
+    if m.solve_many is not None and m.solve is None: raise ValueError(f"{m.name}: solve_many= comes with solve= (one layer)")
     ok = (None,) if m.solve else GROUPS
     if not m.groups or any(g not in ok for g in m.groups): raise ValueError(f"{m.name}: groups must be taken from {ok}")
     METHODS[m.name] = m
@@ -61,6 +63,8 @@ register_method(Method('ria', 'norm', ('row', 'layer'), score=lambda W, st, a: r
                        options=dict(a=0.5), doc='relative importance × ‖X‖^a per output row (Zhang et al. 2024)'))
 register_method(Method('sparsegpt', 'gram', (None,), updates=True, options=dict(blocksize=128, percdamp=0.01),
                        solve=lambda W, st, s, nm, blocksize, percdamp: sparsegpt_prune(W, st.H, s, nm, blocksize, percdamp),
+                       solve_many=lambda Ws, sts, s, nm, blocksize, percdamp: sparsegpt_prune_many(
+                           Ws, [st.H for st in sts], s, nm, blocksize, percdamp),
                        doc='OBS mask and weight update (Frantar & Alistarh 2023)'))
 
 # %% ../nbs/05a_methods.ipynb #75e29348
@@ -96,6 +100,24 @@ def prune_weight(W:Tensor, # (d_out, d_in) weight view, changed in place
     mask = select_mask(m.score(W, stats, **opts), sparsity, nm, method_group(m, group, nm))
     W.masked_fill_(mask, 0)
     return mask
+
+# %% ../nbs/05a_methods.ipynb #fb59542a
+@torch.no_grad()
+def prune_weights(Ws:dict, # name -> (d_out, d_in) weight view, changed in place
+                  method:Method|str, # a registered method or its name
+                  sparsity:float, # fraction to prune (N:M: n/m)
+                  nm:tuple|None=None, # (n, m) for N:M sparsity
+                  group:str|None=None, # comparison group (default: the method's)
+                  stats:dict|None=None, # name -> the layer's `FeatureStats`, when the method needs statistics
+                  options:dict|None=None, # the method's options (defaults filled in)
+                 ) -> dict: # name -> (d_out, d_in) bool mask, True = pruned
+    "Prune several weight matrices of one block in place with `method` (together, if it has `solve_many`); their masks."
+    m, stats = get_method(method) if isinstance(method, str) else method, stats or {}
+    if m.solve_many is None: return {k: prune_weight(W, m, sparsity, nm, group, stats.get(k), options) for k, W in Ws.items()}
+    res = m.solve_many(list(Ws.values()), [stats.get(k) for k in Ws], sparsity, nm, **method_options(m, options))
+    for W, (W_new, _) in zip(Ws.values(), res): W.copy_(W_new)
+    return {k: mk for k, (_, mk) in zip(Ws, res)}
+
 
 # %% ../nbs/05a_methods.ipynb #a05b7d9c
 def _sparsegpt_gptq(W, st, s, nm, quant, blocksize, percdamp):

@@ -12,7 +12,7 @@ from .arch import (decoder_blocks, block_linears, decoder_linears, weight, captu
                            linear_groups, check_layer_types)
 from .calib import CalibSet, collect_stats, replay, host_inputs, rank_windows, to_device
 from .mask import check_sparsity, parse_structure
-from .methods import METHODS, get_method, method_options, method_group, prune_weight
+from .methods import METHODS, get_method, method_options, method_group, prune_weights
 from .allocation import ALLOCATIONS, check_schedule, owl_allocation, global_masks
 from .theory import rel_recon_error
 from .models import context_length
@@ -156,12 +156,13 @@ def _prune_block(block:nn.Module, # one decoder block, on the computation device
                 outs = replay(block, inps, keep=keep)
             if gi == 0: dense = outs # the block is still dense during its first pass
         T['stats'] += _now(dev) - t; t = _now(dev)
-        for n in names:
-            W = weight(lin[n]); W0 = W.float().clone() if recon else None
-            if masks is not None: W.masked_fill_(masks[n].to(W.device), 0)
-            else: prune_weight(W, m, s, nm, cfg['group'], stats.get(n), cfg['options'])
+        Ws = {n: weight(lin[n]) for n in names}; W0 = {n: W.float().clone() for n, W in Ws.items()} if recon else {}
+        if masks is not None:
+            for n, W in Ws.items(): W.masked_fill_(masks[n].to(W.device), 0)
+        else: prune_weights(Ws, m, s, nm, cfg['group'], stats, cfg['options']) # together: shared work (SparseGPT)
+        for n, W in Ws.items():
             sp[n] = _zeros(W)
-            if recon: rec[n] = rel_recon_error(W0, W, G=stats[n].xtx)
+            if recon: rec[n] = rel_recon_error(W0[n], W, G=stats[n].xtx)
         T['mask'] += _now(dev) - t
     if inps is None: return None, sp, rec
     t = _now(dev)
@@ -222,7 +223,7 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
             ids = calib.ids if isinstance(calib, CalibSet) else calib
             if distributed: ids = rank_windows(ids, batch_size) # this rank's whole batches
             inps = capture_inputs(model, ids, batch_size, home if offload else device)
-            if offload: inps = host_inputs(inps) # pinned host memory, streamed through each block
+            if offload: inps = host_inputs(inps, pin=device.type == 'cuda') # host memory, streamed through each block
         T['capture'] = _now(device) - t
         for i, block in enumerate(tqdm(blocks, desc=f"{method} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
             if offload: block.to(device)
