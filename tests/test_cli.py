@@ -39,7 +39,7 @@ def test_prunes_reports_reuses_and_refuses_a_different_run(tmp_path):
     r = run(*small, '--out', out)
     assert r.returncode == 0, r.stderr[-2000:]
     head = r.stdout.splitlines()
-    assert head[0].startswith('model stories260K (sha256:') and head[3].endswith(f'records in {out}/') # the header first
+    assert head[0].startswith('model stories260K · weights mirror:models/stories260K/stories260K.bin (sha256:') and 'fingerprint sha256:' in head[0] and head[3].endswith(f'records in {out}/') # the header first
     assert [l.split()[:2] for l in rows(r.stdout)] == [['dense', 'unstructured'], ['wanda', '2:4']]
     assert len(list(out.glob('*.json'))) == 2 and (out/'run.settings').exists()
     again = run(*small, '--out', out)               # the same run: the stored records, marked, no weights loaded

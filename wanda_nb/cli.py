@@ -215,7 +215,8 @@ def _header(b, grid, out:Path, evals) -> str:
     "What the command is about to do, in four lines."
     s, c = b.settings, b.calib.meta
     runs = ', '.join(f"{m} {st if st != 'unstructured' else f'{s_:.0%}'}" for m, s_, st in grid)
-    return (f"model {s['model']} ({s['weights'][:19]}…) · {s['dtype']} on {s['device']}\n"
+    src = s.get('weights_source') or 'hub files, named once loaded'
+    return (f"model {s['model']} · weights {src} · fingerprint {s['weights'][:19]}… · {s['dtype']} on {s['device']}\n"
             f"calibration {c['corpus']}/{c['split']} ({c['sampler']} sampler, {c['nsamples']} × {c['seqlen']} tokens, "
             f"seed {c['seed']})\n"
             f"evaluation {', '.join(evals)} on "
