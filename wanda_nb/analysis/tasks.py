@@ -145,7 +145,8 @@ def study(B, # a `wanda_nb.experiment.Bench`
     kw = dict(evals=('ppl', 'kl', 'zeroshot'), tasks=list(tasks or TASKS), limit=limit, out=out, experiment='tasks',
               batch_size=batch_size, zs_batch_size=zs_batch_size)
     recs = [run_one(B, 'dense', **kw)]
-    for m in methods:
-        for seed in (seeds if METHODS[m].needs != 'none' else seeds[:1]):
-            for sp, st in settings: recs.append(run_one(B, m, sp, structure=st, calib=reseeded(B, seed), **kw))
+    for sp, st in settings: # setting by setting, so that a study cut short holds every method at the first settings
+        for m in methods:
+            for seed in (seeds if METHODS[m].needs != 'none' else seeds[:1]):
+                recs.append(run_one(B, m, sp, structure=st, calib=reseeded(B, seed), **kw))
     return recs
