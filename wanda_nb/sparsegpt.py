@@ -131,6 +131,36 @@ def _check_walk(W, mask, quant):
         raise ValueError("quant must be None or (g, fit): g columns per group, fit((d_out, g) weights) -> rounding "
                          "function, e.g. wanda_nb.quant.quantizer('int4-g128', d_in)")
 
+# %% ../nbs/05_sparsegpt.ipynb #a2be2d57
+def _walk(Ws:list, # [(d_out_k, d_in)] weights that share U, walked as one matrix of stacked rows (one weight: `obs_solve`)
+          U:Tensor, dead:Tensor, # their shared factor (d_in, d_in) and dead inputs (d_in,), from `_hinv_factor`
+          sparsity:float, structure:tuple|None, blocksize:int,
+          out:list, # receives one (new weight float32, mask) per weight of `Ws`
+          mask:Tensor|None=None, # (Σ d_out, d_in) bool fixed mask (True = pruned) instead of choosing one; changed in place
+          quant:tuple|None=None, # None, or (g, fit): round each kept column to its group's grid (see `_grid_at`)
+          run=None): # a `_Graphed` column loop for full blocks (below; chosen masks, no quant), or None: the plain loop
+    "The OBS column walk, one unstructured threshold per weight: a generator, one step per block of columns."
+    rows = [W.shape[0] for W in Ws]
+    Wf = torch.cat([W.float() for W in Ws]) if len(Ws) > 1 else Ws[0].float().clone() # (Σ d_out, d_in) float32 working copy
+    Wf[:, dead] = 0
+    choose = mask is None and (sparsity > 0 or structure is not None)
+    if mask is None: mask = torch.zeros(Wf.shape, dtype=torch.bool, device=Wf.device)
+    rnd = None                                                          # the grid in force (quant)
+    for i1 in range(0, Wf.shape[1], blocksize):
+        i2 = min(i1 + blocksize, Wf.shape[1]); U1 = U[i1:i2, i1:i2]     # (b, b)
+        if choose and not structure:
+            for w, mk in zip(Wf[:, i1:i2].split(rows), mask[:, i1:i2].split(rows)): mk.copy_(_block_mask(w, U1.diagonal(), sparsity))
+        if run is not None and i2 - i1 == blocksize:
+            Q1, Err1, m1 = run(Wf[:, i1:i2], U1, mask[:, i1:i2]); mask[:, i1:i2] = m1
+        else:
+            grid_at = None if quant is None else partial(_grid_at, quant, Wf, U, mask, i1, i2)
+            Q1, Err1, rnd = _obs_block(Wf[:, i1:i2].clone(), U1, mask[:, i1:i2], structure if choose else None, grid_at, rnd)
+        Wf[:, i1:i2] = Q1
+        Wf[:, i2:] -= Err1 @ U[i1:i2, i2:]                              # lazy update of later blocks
+        yield
+    out.extend(zip(Wf.split(rows), mask.split(rows)))
+
+
 # %% ../nbs/05_sparsegpt.ipynb #6c659314
 def obs_solve(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
               H: Tensor, # (d_in, d_in) float32 (2/N)·Σ x xᵀ, undamped; not modified
@@ -143,21 +173,11 @@ def obs_solve(W: Tensor, # (d_out, d_in) weight, any float dtype; not modified
              ) -> tuple[Tensor, Tensor]: # new weight (W's dtype/device), mask (d_out, d_in) bool True = pruned
     "The OBS column walk: fix each column (pruned → 0, kept → its grid level if `quant`), push the error right."
     _check_args(W, H, sparsity, structure, blocksize, percdamp); _check_walk(W, mask, quant)
-    d_in, fixed = W.shape[1], mask is not None
-    mask = mask.to(W.device, torch.bool).clone() if fixed else torch.zeros(W.shape, dtype=torch.bool, device=W.device)
-    choose = not fixed and (sparsity > 0 or structure is not None)
+    if mask is not None: mask = mask.to(W.device, torch.bool).clone()
     U, dead = _hinv_factor(H.to(W.device, torch.float32), percdamp)   # (d_in, d_in), (d_in,)
-    Wf = W.float().clone()                                              # (d_out, d_in) float32 working copy
-    Wf[:, dead] = 0
-    rnd = None                                                          # the grid in force (quant)
-    for i1 in range(0, d_in, blocksize):
-        i2 = min(i1 + blocksize, d_in)
-        W1, U1 = Wf[:, i1:i2].clone(), U[i1:i2, i1:i2]                  # (d_out, b), (b, b)
-        if choose and not structure: mask[:, i1:i2] = _block_mask(W1, U1.diagonal(), sparsity)
-        grid_at = None if quant is None else partial(_grid_at, quant, Wf, U, mask, i1, i2)
-        Q1, Err1, rnd = _obs_block(W1, U1, mask[:, i1:i2], structure if choose else None, grid_at, rnd)
-        Wf[:, i1:i2] = Q1
-        Wf[:, i2:] -= Err1 @ U[i1:i2, i2:]                              # lazy update of later blocks
+    out = []
+    for _ in _walk([W], U, dead, sparsity, structure, blocksize, out, mask, quant): pass
+    (Wf, mask), = out
     return Wf.to(W.dtype), mask
 
 # %% ../nbs/05_sparsegpt.ipynb #8ee8364d
@@ -219,33 +239,11 @@ def _graphed(slot:int, rows:int, b:int, structure, device) -> _Graphed:
         _GRAPHS[key] = _Graphed(rows, b, structure, device)
     return _GRAPHS[key]
 
-# %% ../nbs/05_sparsegpt.ipynb #a2be2d57
-def _walk(Ws:list, # [(d_out_k, d_in)] weights that share one Hessian; rows stacked into one walk
-          U:Tensor, dead:Tensor, # their shared factor (d_in, d_in) and dead inputs (d_in,), from `_hinv_factor`
-          sparsity:float, structure:tuple|None, blocksize:int,
-          out:list, # receives one (new weight float32, mask) per weight of `Ws`
-          run:_Graphed|None=None): # the graphed column loop for full blocks, or None: the plain loop
-    "`obs_solve`'s walk for several weights at once (one unstructured threshold per weight): a generator, one step per block."
-    rows = [W.shape[0] for W in Ws]
-    Wf = torch.cat([W.float() for W in Ws]) if len(Ws) > 1 else Ws[0].float().clone() # (Σ d_out, d_in)
-    Wf[:, dead] = 0
-    mask = torch.zeros(Wf.shape, dtype=torch.bool, device=Wf.device)
-    for i1 in range(0, Wf.shape[1], blocksize):
-        i2 = min(i1 + blocksize, Wf.shape[1]); U1 = U[i1:i2, i1:i2]
-        if not structure: mask[:, i1:i2] = torch.cat([_block_mask(w, U1.diagonal(), sparsity) for w in Wf[:, i1:i2].split(rows)])
-        if run is not None and i2 - i1 == blocksize:
-            Q1, Err1, m1 = run(Wf[:, i1:i2], U1, mask[:, i1:i2]); mask[:, i1:i2] = m1
-        else: Q1, Err1, _ = _obs_block(Wf[:, i1:i2].clone(), U1, mask[:, i1:i2], structure)
-        Wf[:, i1:i2] = Q1
-        Wf[:, i2:] -= Err1 @ U[i1:i2, i2:]                             # lazy update of later blocks
-        yield
-    out.extend(zip(Wf.split(rows), mask.split(rows)))
-
 # %% ../nbs/05_sparsegpt.ipynb #9f859540
 def _group_walk(parts:list, H:Tensor, percdamp:float, sparsity, structure, blocksize, outs:list, runs:list, main=None):
     "Factor H once, then walk each part (a list of weights sharing H) in turn; a generator, one step per block."
     U, dead = _hinv_factor(H.to(parts[0][0].device, torch.float32), percdamp)
-    for Ws, out, run in zip(parts, outs, runs): yield from _walk(Ws, U, dead, sparsity, structure, blocksize, out, run)
+    for Ws, out, run in zip(parts, outs, runs): yield from _walk(Ws, U, dead, sparsity, structure, blocksize, out, run=run)
     if main is not None: # allocated on this side stream, read and freed on the main one: not reused before main is done
         for W, mk in [r for out in outs for r in out]: W.record_stream(main); mk.record_stream(main)
 
