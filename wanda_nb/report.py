@@ -298,17 +298,14 @@ def _sec_tasks(c:_Ctx) -> str:
     if zs.empty:
         c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B; and no zero-shot records here (nbs/22_tasks.ipynb)')
         c.claim('reasoning', NOT_MEASURED, 'no zero-shot records'); return '\n'.join(out + ['Not measured: nbs/22_tasks.ipynb writes the zero-shot records.'])
-    try: d = same_documents(dedupe(zs))
+    try: d = same_documents(dedupe(zs)); c.use('3.1', d); t = task_drops(d)
     except ValueError as e:
         c.claim('tasks', NOT_MEASURABLE, f'numbers of Llama-3.1-8B; zero-shot records here cannot be compared ({e})'); return '\n'.join(out)
-    lim = d['extra.limit'] if 'extra.limit' in d else pd.Series(np.nan, index=d.index)
-    c.use('3.1', d)
-    try: t = task_drops(d)
-    except ValueError as e:
-        c.claim('tasks', NOT_MEASURABLE, f'numbers of Llama-3.1-8B; zero-shot records here cannot be compared ({e})'); return '\n'.join(out)
-    n = sorted(set(t['n'].dropna().astype(int)))
-    out.append(f"lm-eval 0-shot, {'every document' if lim.isna().all() else 'first ' + ', '.join(map(str, n)) + ' documents'} per task; "
-               f"accuracy change in points, pruned − dense, ± {'paired standard error (per-document differences)' if t['paired'].all() else 'combined standard error' if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)'}; *at chance*: the dense model is within 3 binomial "
+    docs = 'every document' if 'extra.limit' not in d or d['extra.limit'].isna().all() else \
+           'first ' + ', '.join(map(str, sorted(set(t['n'].dropna().astype(int))))) + ' documents'
+    se = ('paired standard error (per-document differences)' if t['paired'].all() else 'combined standard error'
+          if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)')
+    out.append(f"lm-eval 0-shot, {docs} per task; accuracy change in points, pruned − dense, ± {se}; *at chance*: the dense model is within 3 binomial "
                "standard errors of a constant answer or of guessing, so a drop there measures nothing.\n")
     wide = t.assign(cell=[f"{100 * -x:+.1f} ± {100 * s:.1f}" for x, s in zip(t['drop'], t['se'])]).pivot(index='task', columns='config', values='cell')
     first = t.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
