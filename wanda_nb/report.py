@@ -301,8 +301,10 @@ def _sec_tasks(c:_Ctx) -> str:
     try: d = same_documents(dedupe(zs)); c.use('3.1', d); t = task_drops(d)
     except ValueError as e:
         c.claim('tasks', NOT_MEASURABLE, f'numbers of Llama-3.1-8B; zero-shot records here cannot be compared ({e})'); return '\n'.join(out)
-    docs = 'every document' if 'extra.limit' not in d or d['extra.limit'].isna().all() else \
-           'first ' + ', '.join(map(str, sorted(set(t['n'].dropna().astype(int))))) + ' documents'
+    if 'extra.limit' not in d or d['extra.limit'].isna().all(): docs = 'every document'
+    else: # a task with fewer documents than the limit is taken whole
+        L, n = int(d['extra.limit'].max()), t.groupby('task')['n'].max().dropna().astype(int)
+        docs = f"first {L} documents" + (f" ({', '.join(f'{k}: all {v}' for k, v in n[n < L].items())})" if (n < L).any() else '')
     se = ('paired standard error (per-document differences)' if t['paired'].all() else 'combined standard error'
           if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)')
     out.append(f"lm-eval 0-shot, {docs} per task; accuracy change in points, pruned − dense, ± {se}; *at chance*: the dense model is within 3 binomial "
