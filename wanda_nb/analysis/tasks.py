@@ -114,7 +114,10 @@ def distinguishable(drops:pd.DataFrame, # output of `task_drops`
             r['most'] = hi if _beats(inf, hi, +1, z) else None
             r['least'] = lo if _beats(inf, lo, -1, z) else None
         rows.append(r)
-    return pd.DataFrame(rows).set_index('config')
+    out = pd.DataFrame(rows).set_index('config')
+    names = ['max_task', 'min_task', 'most', 'least'] # a task's name or None (a frame would turn a missing name into NaN)
+    out[names] = out[names].astype(object).where(out[names].notna(), None)
+    return out
 
 # %% ../../nbs/22_tasks.ipynb #62ed27f2
 def indomain_table(df:pd.DataFrame, # records (`load_records`)
