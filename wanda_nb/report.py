@@ -11,7 +11,7 @@ from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
 from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
 from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
-from .analysis.tasks import task_drops, distinguishable, same_documents
+from .analysis.tasks import task_drops, distinguishable, same_documents, config_contrast
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
 from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text
@@ -314,6 +314,14 @@ def _sec_tasks(c:_Ctx) -> str:
     wide.insert(0, 'dense acc', [f"{_pct(a)} ± {_pct(s)}" + (' (at chance)' if ch else '') for a, s, ch in zip(first['dense'], first['dense_se'], first['dense_at_chance'])])
     out.append(md_table(wide))
     dv = distinguishable(t)
+    for w in [x for x in t['config'].unique() if x.startswith('wanda ')]: # Wanda against magnitude at the same setting, paired
+        m = w.replace('wanda', 'magnitude', 1)
+        if m not in set(t['config']): continue
+        k = config_contrast(d, w, m); k = k[~k['dense_at_chance']]
+        if k.empty: continue
+        out.append(f"\n{w} − {m}, tasks above chance (points, paired over the same documents): " + '; '.join(
+            f"{task} {100 * r['diff']:+.1f} ± {100 * r['se']:.1f}" + (f" ({r['better']} better)" if r['better'] else ' (inconclusive)')
+            for task, r in k.iterrows()) + '.')
     c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B. Here: ' + '; '.join(
         f"{k}: " + (f"most affected {r['most']}" if r['most'] else 'no task distinguishably most affected')
         + (f", least {r['least']}" if r['least'] else '') + f" ({r['informative']} of {r['tasks']} tasks above chance)"
