@@ -322,10 +322,11 @@ def _sec_tasks(c:_Ctx) -> str:
         out.append(f"\n{w} − {m}, tasks above chance (points, paired over the same documents): " + '; '.join(
             f"{task} {100 * r['diff']:+.1f} ± {100 * r['se']:.1f}" + (f" ({r['better']} better)" if r['better'] else ' (inconclusive)')
             for task, r in k.iterrows()) + '.')
+    ds = distinguishable(t, by='share') # the same ranking by the share of the dense model's margin above chance
+    named = lambda r: (f"most affected {r['most']}" if r['most'] else 'no task distinguishably most affected') + (f", least {r['least']}" if r['least'] else '')
     c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B. Here: ' + '; '.join(
-        f"{k}: " + (f"most affected {r['most']}" if r['most'] else 'no task distinguishably most affected')
-        + (f", least {r['least']}" if r['least'] else '') + f" ({r['informative']} of {r['tasks']} tasks above chance)"
-        for k, r in dv.iterrows()))
+        f"{k}: {named(r)}" + (f" in points (as a share of the margin above chance: {named(ds.loc[k])})" if r['informative'] >= 2 else '')
+        + f" ({r['informative']} of {r['tasks']} tasks above chance)" for k, r in dv.iterrows()))
     c.claim('reasoning', NOT_MEASURABLE, 'no measure of how much reasoning a task needs; per-task changes are in §3.1')
     return '\n'.join(out)
 

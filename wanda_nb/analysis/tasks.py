@@ -54,7 +54,7 @@ def _paired_se(x, y, n) -> float|None:
 def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record with metrics.zeroshot, pruned ones
                z:float=2.0, # combined standard errors that make a drop significant
               ) -> pd.DataFrame: # one row per (config, task)
-    "Per pruned configuration and task: dense and pruned acc, absolute and relative drop ± combined stderr, chance flags."
+    "Per pruned configuration and task: dense and pruned acc, absolute and relative drop ± stderr, share of the margin above chance, chance flags."
     has = df.apply(lambda r: bool(_zs(r)), axis=1) if len(df) else pd.Series(dtype=bool)
     zs = df[has]
     dense = zs[zs['method'] == 'dense']
@@ -79,6 +79,9 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
                              chance=a.get('chance', float('nan')), dense_at_chance=at_chance(a) if 'n' in a else False))
     if not rows: raise ValueError("task_drops: no pruned record shares a zero-shot task with the dense record")
     out = pd.DataFrame(rows)
+    out['margin'] = out['dense'] - out['chance'] # what the dense model has above guessing: all a drop can take
+    out['share'] = out['drop'] / out['margin'].where(out['margin'] > 0)
+    out['share_se'] = np.hypot(out['se'], out['share'] * out['dense_se']) / out['margin'].where(out['margin'] > 0)
     out['z'] = out['drop'] / out['se']
     out['significant'] = out['z'].abs() > z
     return out
@@ -95,25 +98,27 @@ def same_documents(df:pd.DataFrame, # records (`load_records`) of one model, som
     return out.drop(index=out.index[out['method'] == 'dense'][:-1])
 
 # %% ../../nbs/22_tasks.ipynb #d46984e2
-def _beats(t:pd.DataFrame, i, sign:int, z:float) -> bool:
-    "Does row `i` exceed (sign=+1) / fall below (sign=-1) every other row's drop by more than z combined se?"
+def _beats(t:pd.DataFrame, i, sign:int, z:float, by:str='drop', se:str='se') -> bool:
+    "Does row `i` exceed (sign=+1) / fall below (sign=-1) every other row's `by` by more than z combined `se`?"
     o = t.drop(index=i)
-    return bool(len(o)) and bool((sign * (t.loc[i, 'drop'] - o['drop']) > z * np.hypot(t.loc[i, 'se'], o['se'])).all())
+    return bool(len(o)) and bool((sign * (t.loc[i, by] - o[by]) > z * np.hypot(t.loc[i, se], o[se])).all())
 
 def distinguishable(drops:pd.DataFrame, # output of `task_drops`
                     z:float=2.0, # combined standard errors needed to tell two drops apart
+                    by:str='drop', # 'drop' (points) or 'share' (of the dense model's margin above chance)
                    ) -> pd.DataFrame: # one row per config
-    "Per config: largest/smallest drop, their gap ± se, and most/least affected task named only where distinguishable."
-    rows = []
+    "Per config: largest/smallest drop (or share of the margin), their gap ± se, most/least affected task named only where distinguishable."
+    if by not in ('drop', 'share'): raise ValueError(f"distinguishable: by={by!r}; use 'drop' (points) or 'share' (of the margin above chance)")
+    se, rows = {'drop': 'se', 'share': 'share_se'}[by], []
     for cfg, t in drops.groupby('config', sort=False):
         inf = t[~t['dense_at_chance']].set_index('task')
         r = dict(config=cfg, tasks=len(t), informative=len(inf), max_task=None, min_task=None, gap=np.nan, gap_se=np.nan,
                  most=None, least=None, significant_drops=int(inf['significant'].sum()) if len(inf) else 0)
         if len(inf) >= 2:
-            hi, lo = inf['drop'].idxmax(), inf['drop'].idxmin()
-            r.update(max_task=hi, min_task=lo, gap=inf.loc[hi, 'drop'] - inf.loc[lo, 'drop'], gap_se=math.hypot(inf.loc[hi, 'se'], inf.loc[lo, 'se']))
-            r['most'] = hi if _beats(inf, hi, +1, z) else None
-            r['least'] = lo if _beats(inf, lo, -1, z) else None
+            hi, lo = inf[by].idxmax(), inf[by].idxmin()
+            r.update(max_task=hi, min_task=lo, gap=inf.loc[hi, by] - inf.loc[lo, by], gap_se=math.hypot(inf.loc[hi, se], inf.loc[lo, se]))
+            r['most'] = hi if _beats(inf, hi, +1, z, by, se) else None
+            r['least'] = lo if _beats(inf, lo, -1, z, by, se) else None
         rows.append(r)
     out = pd.DataFrame(rows).set_index('config')
     names = ['max_task', 'min_task', 'most', 'least'] # a task's name or None (a frame would turn a missing name into NaN)
