@@ -313,20 +313,31 @@ def _sec_tasks(c:_Ctx) -> str:
     first = t.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
     wide.insert(0, 'dense acc', [f"{_pct(a)} ± {_pct(s)}" + (' (at chance)' if ch else '') for a, s, ch in zip(first['dense'], first['dense_se'], first['dense_at_chance'])])
     out.append(md_table(wide))
-    dv = distinguishable(t)
-    for w in [x for x in t['config'].unique() if x.startswith('wanda ')]: # Wanda against magnitude at the same setting, paired
-        m = w.replace('wanda', 'magnitude', 1)
-        if m not in set(t['config']): continue
-        k = config_contrast(d, w, m); k = k[~k['dense_at_chance']]
-        if k.empty: continue
-        out.append(f"\n{w} − {m}, tasks above chance (points, paired over the same documents): " + '; '.join(
-            f"{task} {100 * r['diff']:+.1f} ± {100 * r['se']:.1f}" + (f" ({r['better']} better)" if r['better'] else ' (inconclusive)')
-            for task, r in k.iterrows()) + '.')
-    ds = distinguishable(t, by='share') # the same ranking by the share of the dense model's margin above chance
+    def norm(): # the same, with lm-eval's length-normalised accuracy, where the records have it
+        try: return task_drops(d, metric='acc_norm')
+        except ValueError: return None
+    tn = norm()
+    for metric, tm in (('acc', t), ('acc_norm', tn)):
+        if tm is None: continue
+        for w in [x for x in tm['config'].unique() if x.startswith('wanda ')]: # Wanda against magnitude at the same setting, paired
+            m = w.replace('wanda', 'magnitude', 1)
+            if m not in set(tm['config']): continue
+            k = config_contrast(d, w, m, metric=metric); k = k[~k['dense_at_chance']]
+            if k.empty: continue
+            out.append(f"\n{w} − {m}, {metric}, tasks above chance (points, paired over the same documents): " + '; '.join(
+                f"{task} {100 * r['diff']:+.1f} ± {100 * r['se']:.1f}" + (f" ({r['better']} better)" if r['better'] else ' (inconclusive)')
+                for task, r in k.iterrows()) + '.')
     named = lambda r: (f"most affected {r['most']}" if r['most'] else 'no task distinguishably most affected') + (f", least {r['least']}" if r['least'] else '')
-    c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B. Here: ' + '; '.join(
-        f"{k}: {named(r)}" + (f" in points (as a share of the margin above chance: {named(ds.loc[k])})" if r['informative'] >= 2 else '')
-        + f" ({r['informative']} of {r['tasks']} tasks above chance)" for k, r in dv.iterrows()))
+    def ranking(tm, metric): # per config: the ranking in points and as a share of the margin above chance
+        dv, ds = distinguishable(tm), distinguishable(tm, by='share')
+        return {k: f"{metric}: {named(r)}" + (f" in points, {named(ds.loc[k])} as a share of the margin above chance" if r['informative'] >= 2 else '')
+                + f" ({r['informative']} of {r['tasks']} tasks above chance)" for k, r in dv.iterrows()}
+    ra, rn = ranking(t, 'acc'), (ranking(tn, 'acc_norm') if tn is not None else {})
+    if t['dense_at_chance'].all() and (tn is None or tn['dense_at_chance'].all()):
+        c.claim('tasks', NOT_MEASURABLE, f"numbers of Llama-3.1-8B. Here the dense model is at chance on all {t['task'].nunique()} tasks "
+                                         "(acc and acc_norm): no drop can be interpreted, and no task is named")
+    else: c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B. Here: ' + '; '.join(
+        f"{k}: {ra[k]}" + (f"; {rn[k]}" if k in rn else '') for k in ra))
     c.claim('reasoning', NOT_MEASURABLE, 'no measure of how much reasoning a task needs; per-task changes are in §3.1')
     return '\n'.join(out)
 

@@ -30,12 +30,14 @@ def _se(acc, se, n) -> float:
     p = (acc * n + 1) / (n + 2)
     return math.sqrt(p * (1 - p) / n)
 
-def _zs(row:pd.Series) -> dict:
-    "task -> {acc, acc_stderr, n, chance, ...} from one flattened record (columns metrics.zeroshot.<task>.<field>)."
+def _zs(row:pd.Series, metric:str='acc') -> dict:
+    "task -> {acc, acc_stderr, acc_docs, n, chance, ...} from one flattened record; with metric='acc_norm' the acc fields are acc_norm's."
     out = {}
     for col, v in row.items():
         parts = col.split('.')
         if len(parts) == 4 and parts[:2] == ['metrics', 'zeroshot'] and v is not None and v == v: out.setdefault(parts[2], {})[parts[3]] = v
+    if metric not in ('acc', 'acc_norm'): raise ValueError(f"metric={metric!r}: use 'acc' or 'acc_norm' (what lm-eval reports per task)")
+    if metric != 'acc': out = {t: r | {k: r.get(metric + k[3:]) for k in ('acc', 'acc_stderr', 'acc_docs')} for t, r in out.items() if metric in r}
     return {t: r for t, r in out.items() if 'acc' in r}
 
 def config_label(row) -> str:
@@ -53,6 +55,7 @@ def _paired_se(x, y, n) -> float|None:
 
 def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record with metrics.zeroshot, pruned ones
                z:float=2.0, # combined standard errors that make a drop significant
+               metric:str='acc', # 'acc' or 'acc_norm' (length-normalised; only tasks that report it)
               ) -> pd.DataFrame: # one row per (config, task)
     "Per pruned configuration and task: dense and pruned acc, absolute and relative drop ± stderr, share of the margin above chance, chance flags."
     has = df.apply(lambda r: bool(_zs(r)), axis=1) if len(df) else pd.Series(dtype=bool)
@@ -61,9 +64,9 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
     if len(dense) != 1 or zs['model'].nunique() != 1:
         raise ValueError(f"task_drops needs exactly one model and one dense record with metrics.zeroshot; got models "
                          f"{sorted(zs['model'].unique()) if len(zs) else []} and {len(dense)} dense record(s): filter the records first")
-    D, rows = _zs(dense.iloc[0]), []
+    D, rows = _zs(dense.iloc[0], metric), []
     for _, rec in zs[zs['method'] != 'dense'].iterrows():
-        P = _zs(rec)
+        P = _zs(rec, metric)
         for t in [t for t in D if t in P]:
             a, b = D[t], P[t]
             if a.get('n') != b.get('n'): raise ValueError(f"{t}: dense evaluated on n={a.get('n')} documents, {config_label(rec)} on "
@@ -77,8 +80,8 @@ def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record wit
                              rel_drop=(d - p) / d if d else float('nan'),
                              rel_se=math.sqrt(sp**2 + (p / d * sd)**2) / d if d else float('nan'),
                              chance=a.get('chance', float('nan')), dense_at_chance=at_chance(a) if 'n' in a else False))
-    if not rows: raise ValueError("task_drops: no pruned record shares a zero-shot task with the dense record")
-    out = pd.DataFrame(rows)
+    if not rows: raise ValueError(f"task_drops: no pruned record shares a zero-shot task ({metric}) with the dense record")
+    out = pd.DataFrame(rows).assign(metric=metric)
     out['margin'] = out['dense'] - out['chance'] # what the dense model has above guessing: all a drop can take
     out['share'] = out['drop'] / out['margin'].where(out['margin'] > 0)
     out['share_se'] = np.hypot(out['se'], out['share'] * out['dense_se']) / out['margin'].where(out['margin'] > 0)
@@ -129,12 +132,13 @@ def distinguishable(drops:pd.DataFrame, # output of `task_drops`
 def config_contrast(df:pd.DataFrame, # records (`load_records`) of one model on one document set (`same_documents`)
                     a:str, b:str, # two configuration labels (`config_label`), e.g. 'wanda 50%', 'magnitude 50%'
                     z:float=2.0, # standard errors that make a difference significant
+                    metric:str='acc', # 'acc' or 'acc_norm'
                    ) -> pd.DataFrame: # one row per task both evaluated: acc_a, acc_b, diff (a − b) ± se, paired, better
     "Task by task, accuracy of configuration `a` minus `b` on the same documents, paired where both keep per-document outcomes."
-    d = task_drops(df, z)
+    d = task_drops(df, z, metric)
     labels = set(d['config'])
     if a not in labels or b not in labels: raise ValueError(f"config_contrast: {a!r} and {b!r} must both be among the records' configurations {sorted(labels)}")
-    recs = {config_label(r): _zs(r) for _, r in df.iterrows()}
+    recs = {config_label(r): _zs(r, metric) for _, r in df.iterrows()}
     rows = []
     for t in sorted(set(d.loc[d['config'] == a, 'task']) & set(d.loc[d['config'] == b, 'task'])):
         A, B, ch = recs[a][t], recs[b][t], bool(d.loc[(d['config'] == a) & (d['task'] == t), 'dense_at_chance'].iloc[0])
