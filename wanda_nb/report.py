@@ -309,14 +309,18 @@ def _sec_tasks(c:_Ctx) -> str:
           if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)')
     out.append(f"lm-eval 0-shot, {docs} per task; accuracy change in points, pruned − dense, ± {se}; *at chance*: the dense model is within 3 binomial "
                "standard errors of a constant answer or of guessing, so a drop there measures nothing.\n")
-    wide = t.assign(cell=[f"{100 * -x:+.1f} ± {100 * s:.1f}" for x, s in zip(t['drop'], t['se'])]).pivot(index='task', columns='config', values='cell')
-    first = t.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
-    wide.insert(0, 'dense acc', [f"{_pct(a)} ± {_pct(s)}" + (' (at chance)' if ch else '') for a, s, ch in zip(first['dense'], first['dense_se'], first['dense_at_chance'])])
-    out.append(md_table(wide))
+    def table(tm, metric): # one row per task: the dense accuracy, then each configuration's change
+        wide = tm.assign(cell=[f"{100 * -x:+.1f} ± {100 * s:.1f}" for x, s in zip(tm['drop'], tm['se'])]).pivot(index='task', columns='config', values='cell')
+        first = tm.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
+        wide.insert(0, f'dense {metric}', [f"{_pct(a)} ± {_pct(s)}" + (' (at chance)' if ch else '') for a, s, ch in zip(first['dense'], first['dense_se'], first['dense_at_chance'])])
+        return md_table(wide)
     def norm(): # the same, with lm-eval's length-normalised accuracy, where the records have it
         try: return task_drops(d, metric='acc_norm')
         except ValueError: return None
     tn = norm()
+    out.append(table(t, 'acc'))
+    if tn is not None and not tn['dense_at_chance'].all():
+        out.append("\nThe same with `acc_norm` (each answer's log-likelihood divided by its length; the tasks that report it):\n\n" + table(tn, 'acc_norm'))
     for metric, tm in (('acc', t), ('acc_norm', tn)):
         if tm is None: continue
         for w in [x for x in tm['config'].unique() if x.startswith('wanda ')]: # Wanda against magnitude at the same setting, paired
