@@ -51,6 +51,7 @@ def _paired_se(x, y, n) -> float|None:
     "Standard error of mean(x) - mean(y) from two '0'/'1' per-document strings of length n; None unless both are there."
     if not (isinstance(x, str) and isinstance(y, str) and n and len(x) == len(y) == int(n) > 1): return None
     d = np.frombuffer(x.encode(), np.uint8).astype(float) - np.frombuffer(y.encode(), np.uint8)
+    if d.std() == 0: d = np.concatenate([d, [1., -1.]]) # all differences equal (0 included): one pseudo-document each way, as `_se` smooths
     return float(d.std(ddof=1) / math.sqrt(len(d)))
 
 def task_drops(df:pd.DataFrame, # records (`load_records`): one dense record with metrics.zeroshot, pruned ones
