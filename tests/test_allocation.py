@@ -157,7 +157,8 @@ def test_search_on_a_subset_of_the_calibration_windows(tiny_bench, tmp_path):
     """The SmolLM2 plan's cheaper search (`search_windows`, `score_windows`): the search prunes with the seed's first k
     calibration windows and scores KL on the first n, and its record says so; the runs prune with every window; nothing
     reads other calibration text; without the options the study is unchanged (the same search record as a plain `learn`)."""
-    from wanda_nb.analysis.allocation import study, first_windows, learn, watch_inputs, seed_calib
+    from wanda_nb.analysis.allocation import study, first_windows, learn, watch_inputs
+    from wanda_nb.analysis.sweep import reseeded
     b = tiny_bench
     assert first_windows(b.calib, None) is b.calib and first_windows(b.calib, 9) is b.calib
     sub = first_windows(b.calib, 2)
@@ -174,5 +175,5 @@ def test_search_on_a_subset_of_the_calibration_windows(tiny_bench, tmp_path):
     learned = [r for r in runs if r['extra'].get('alloc') == 'learned']
     assert len(learned) == 1 and learned[0]['calibration']['nsamples'] == 4   # the run itself prunes with all 4 windows
     study(b, tmp_path/'b', **kw)
-    plain = learn(b, 'wanda', 0.6, seed_calib(b, 0), deltas=(0.1,), max_sweeps=1)
+    plain = learn(b, 'wanda', 0.6, reseeded(b, 0, redraw=True), deltas=(0.1,), max_sweeps=1)
     assert [json.loads(f.read_text())['id'] for f in (tmp_path/'b'/'search').glob('*.json')] == [plain['id']]

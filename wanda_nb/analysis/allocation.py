@@ -17,27 +17,20 @@ from ..data import load_corpus
 from ..mask import wanda_score, global_mask
 from ..methods import get_method
 from ..metrics import kl_to_dense, dense_logprobs
-from ..models import context_length
 from ..prune import prune_model
 from ..experiment import run_one, Step
 from ..records import run_record, save_record, find_record
 from .evidence import as_frame, compare, decide, INCONCLUSIVE
+from .sweep import reseeded
 
 # %% auto #0
-__all__ = ['OWL_GRID', 'CLAIMS', 'MAIN', 'SMOL', 'seed_calib', 'count_group', 'reference', 'CalibScore', 'calib_score',
-           'first_windows', 'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows',
-           'calib_kl_step', 'study', 'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table',
-           'schedule_table', 'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery',
-           'study_cost', 'gpu_seconds', 'zeroshot_study', 'most_different']
+__all__ = ['OWL_GRID', 'CLAIMS', 'MAIN', 'SMOL', 'count_group', 'reference', 'CalibScore', 'calib_score', 'first_windows',
+           'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows', 'calib_kl_step', 'study',
+           'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table', 'schedule_table',
+           'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery', 'study_cost',
+           'gpu_seconds', 'zeroshot_study', 'most_different']
 
 # %% ../../nbs/26_allocation.ipynb #ab1b3d7c
-def seed_calib(b, # a `wanda_nb.experiment.Bench`
-               seed:int) -> CalibSet:
-    "The bench's calibration recipe (corpus, split, sampler, nsamples, seqlen) drawn with another seed."
-    m = b.calib.meta
-    return calib_windows(load_corpus(m['corpus'], m['split']), b.tokenizer, m['nsamples'], m['seqlen'], seed=seed,
-                         sampler=m['sampler'], max_len=context_length(b.dense))
-
 def count_group(method:str) -> str:
     "The comparison group whose counts fix a method's achieved sparsity: 'row' (Wanda) or 'layer' (magnitude)."
     g = get_method(method).groups[0]
@@ -194,7 +187,7 @@ def _owl_runs(b, method, target, cs, grid, stats, E, kw, t0):
 def _one_seed(b, out, target, seed, methods, owl_grid, learned, sensitivity, search, evals, controls, t0, zs=None,
               search_windows=None, score_windows=None):
     "Every run of one (sparsity, calibration seed); `zs`: zero-shot tasks and limit; `study` says what the windows are."
-    cs = seed_calib(b, seed); sc = calib_score(b, first_windows(cs, score_windows)); stats = dense_stats(b.dense, cs)
+    cs = reseeded(b, seed, redraw=True); sc = calib_score(b, first_windows(cs, score_windows)); stats = dense_stats(b.dense, cs)
     st = [calib_kl_step(sc)] # one objective per seed: every run's step and the search score the same windows
     base = dict(out=out, experiment='allocation', evals=evals, layers=block_rows, calib=cs, **(zs or {}))
     for method in methods:

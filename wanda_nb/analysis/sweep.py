@@ -81,13 +81,15 @@ def increase(df:pd.DataFrame, # records of one protocol, with the dense record
     return c | dict(ratio=math.exp(c['diff']), lo=math.exp(c['diff'] - 2 * c['u']), hi=math.exp(c['diff'] + 2 * c['u']))
 
 # %% ../../nbs/24_sparsity_sweep.ipynb #a9b526e8
-def reseeded(B, seed:int):
+def reseeded(B, seed:int,
+             redraw:bool=False, # True: draw the bench's own seed again too (a new `CalibSet`, without the bench's content hash)
+            ):
     "The bench's calibration recipe (corpus, split, sampler, size) drawn with another seed; the bench's own for its seed."
     from wanda_nb.calib import calib_windows
     from wanda_nb.data import load_corpus
     from wanda_nb.models import context_length
     m = B.calib.meta
-    if seed == m['seed']: return B.calib
+    if seed == m['seed'] and not redraw: return B.calib
     return calib_windows(load_corpus(m['corpus'], m['split']), B.tokenizer, m['nsamples'], m['seqlen'], seed=seed,
                          sampler=m['sampler'], max_len=context_length(B.dense))
 
