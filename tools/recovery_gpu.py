@@ -25,7 +25,9 @@ PLANS = { # study() arguments; budgets are training tokens per run (recon: per b
     'zeroshot': dict(budgets=(1048576,), methods=('magnitude', 'wanda'), configs=(('unstructured', 0.5),), kinds=('masked',),
                      evals=('ppl', 'kl', 'zeroshot')), # dense, unrecovered and recovered, with zero-shot (needs lm_eval)
 }
-LRS = dict(lora=(1e-4, 3e-4, 1e-3), masked=(1e-5, 3e-5, 1e-4), recon=(3e-5, 1e-4, 3e-4)) # candidates for a 135M model
+# candidates for a 135M model; masked and recon extended upward after the minimal plan chose the top of
+# (1e-5, 3e-5, 1e-4) and (3e-5, 1e-4, 3e-4) (results/SmolLM2-135M/logs/recovery-minimal-6f4d8cb.log)
+LRS = dict(lora=(1e-4, 3e-4, 1e-3), masked=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), recon=(3e-5, 1e-4, 3e-4, 1e-3))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
