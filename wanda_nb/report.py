@@ -11,7 +11,7 @@ from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
 from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
 from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
-from .analysis.tasks import task_drops, distinguishable, same_documents, config_contrast
+from .analysis.tasks import task_drops, distinguishable, same_documents, config_contrast, drops_table
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
 from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text
@@ -309,39 +309,32 @@ def _sec_tasks(c:_Ctx) -> str:
           if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)')
     out.append(f"lm-eval 0-shot, {docs} per task; accuracy change in points, pruned − dense, ± {se}; *at chance*: the dense model is within 3 binomial "
                "standard errors of a constant answer or of guessing, so a drop there measures nothing.\n")
-    def table(tm, metric): # one row per task: the dense accuracy, then each configuration's change
-        wide = tm.assign(cell=[f"{100 * -x:+.1f} ± {100 * s:.1f}" for x, s in zip(tm['drop'], tm['se'])]).pivot(index='task', columns='config', values='cell')
-        first = tm.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
-        wide.insert(0, f'dense {metric}', [f"{_pct(a)} ± {_pct(s)}" + (' (at chance)' if ch else '') for a, s, ch in zip(first['dense'], first['dense_se'], first['dense_at_chance'])])
-        return md_table(wide)
-    def norm(): # the same, with lm-eval's length-normalised accuracy, where the records have it
-        try: return task_drops(d, metric='acc_norm')
-        except ValueError: return None
-    tn = norm()
-    out.append(table(t, 'acc'))
+    try: tn = task_drops(d, metric='acc_norm') # the same, with lm-eval's length-normalised accuracy, where the records have it
+    except ValueError: tn = None
+    out.append(md_table(drops_table(t)))
     if tn is not None and not tn['dense_at_chance'].all():
-        out.append("\nThe same with `acc_norm` (each answer's log-likelihood divided by its length; the tasks that report it):\n\n" + table(tn, 'acc_norm'))
+        out.append("\nThe same with `acc_norm` (each answer's log-likelihood divided by its length; the tasks that report it):\n\n" + md_table(drops_table(tn)))
     for metric, tm in (('acc', t), ('acc_norm', tn)):
         if tm is None: continue
         for w in [x for x in tm['config'].unique() if x.startswith('wanda ')]: # Wanda against magnitude at the same setting, paired
             m = w.replace('wanda', 'magnitude', 1)
             if m not in set(tm['config']): continue
-            k = config_contrast(d, w, m, metric=metric); k = k[~k['dense_at_chance']]
+            k = config_contrast(tm, w, m); k = k[~k['dense_at_chance']]
             if k.empty: continue
             out.append(f"\n{w} − {m}, {metric}, tasks above chance (points, paired over the same documents): " + '; '.join(
                 f"{task} {100 * r['diff']:+.1f} ± {100 * r['se']:.1f}" + (f" ({r['better']} better)" if r['better'] else ' (inconclusive)')
                 for task, r in k.iterrows()) + '.')
-    named = lambda r: (f"most affected {r['most']}" if r['most'] else 'no task distinguishably most affected') + (f", least {r['least']}" if r['least'] else '')
-    def ranking(tm, metric): # per config: the ranking in points and as a share of the margin above chance
-        dv, ds = distinguishable(tm), distinguishable(tm, by='share')
-        return {k: f"{metric}: {named(r)}" + (f" in points, {named(ds.loc[k])} as a share of the margin above chance" if r['informative'] >= 2 else '')
-                + f" ({r['informative']} of {r['tasks']} tasks above chance)" for k, r in dv.iterrows()}
-    ra, rn = ranking(t, 'acc'), (ranking(tn, 'acc_norm') if tn is not None else {})
     if t['dense_at_chance'].all() and (tn is None or tn['dense_at_chance'].all()):
         c.claim('tasks', NOT_MEASURABLE, f"numbers of Llama-3.1-8B. Here the dense model is at chance on all {t['task'].nunique()} tasks "
                                          "(acc and acc_norm): no drop can be interpreted, and no task is named")
-    else: c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B. Here: ' + '; '.join(
-        f"{k}: {ra[k]}" + (f"; {rn[k]}" if k in rn else '') for k in ra))
+    else:
+        named = lambda r: (f"most affected {r['most']}" if r['most'] else 'no task distinguishably most affected') + (f", least {r['least']}" if r['least'] else '')
+        def ranking(tm, metric): # per config: the ranking in points and as a share of the margin above chance
+            dv, ds = distinguishable(tm), distinguishable(tm, by='share')
+            return {k: f"{metric}: {named(r)}" + (f" in points, {named(ds.loc[k])} as a share of the margin above chance" if r['informative'] >= 2 else '')
+                    + f" ({r['informative']} of {r['tasks']} tasks above chance)" for k, r in dv.iterrows()}
+        ra, rn = ranking(t, 'acc'), (ranking(tn, 'acc_norm') if tn is not None else {})
+        c.claim('tasks', NOT_MEASURABLE, 'numbers of Llama-3.1-8B. Here: ' + '; '.join(f"{k}: {ra[k]}" + (f"; {rn[k]}" if k in rn else '') for k in ra))
     c.claim('reasoning', NOT_MEASURABLE, 'no measure of how much reasoning a task needs; per-task changes are in §3.1')
     return '\n'.join(out)
 
