@@ -316,9 +316,11 @@ def _sec_tasks(c:_Ctx) -> str:
         out.append("\nThe same with `acc_norm` (each answer's log-likelihood divided by its length; the tasks that report it):\n\n" + md_table(drops_table(tn)))
     for metric, tm in (('acc', t), ('acc_norm', tn)):
         if tm is None: continue
-        for w in [x for x in tm['config'].unique() if x.startswith('wanda ')]: # Wanda against magnitude at the same setting, paired
-            m = w.replace('wanda', 'magnitude', 1)
-            if m not in set(tm['config']): continue
+        cfgs = tm.drop_duplicates('config').assign(structure=lambda f: f['structure'].fillna('unstructured'))
+        for (st, sp), g in cfgs.groupby(['structure', 'sparsity'], dropna=False): # Wanda against magnitude at the same structure and sparsity, paired
+            by = dict(zip(g['method'], g['config']))
+            if not {'wanda', 'magnitude'} <= set(by): continue
+            w, m = by['wanda'], by['magnitude']
             k = config_contrast(tm, w, m); k = k[~k['dense_at_chance']]
             if k.empty: continue
             out.append(f"\n{w} − {m}, {metric}, tasks above chance (points, paired over the same documents): " + '; '.join(
