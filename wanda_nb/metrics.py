@@ -95,14 +95,14 @@ def kl_to_dense(model, # the pruned model
                 batch_size:int=8, device=None,
                ) -> dict: # kl, kl_median, kl_p99, top1_agree, n_tokens, ppl, mean_nll, kl_windows, nll_windows
     "Per-token KL(p_dense ‖ p_model) over every predicted token of `windows`, summarised, with perplexity from the same pass."
+    bs = _step(model, windows, batch_size) # one step for the pruned pass and the dense reference alike
     if isinstance(dense, torch.Tensor):
         if dense.shape[:2] != (windows.shape[0], windows.shape[1] - 1):
             raise ValueError(f"dense log-probs of shape {tuple(dense.shape)} do not match windows {tuple(windows.shape)}: compute them with dense_logprobs on the same windows")
-        bs = _step(model, windows, batch_size)   # the slices `_logprobs(model, ...)` makes below
         ref = (dense[i:i + bs] for i in range(0, len(windows), bs))
-    else: ref = (lp for _, lp in _logprobs(dense, windows, batch_size, device))
+    else: ref = (lp for _, lp in _logprobs(dense, windows, bs, device))
     kls, nlls, agree, tot = [], [], 0, torch.zeros((), dtype=torch.float64)
-    for (y, lq), lp in zip(_logprobs(model, windows, batch_size, device), ref):
+    for (y, lq), lp in zip(_logprobs(model, windows, bs, device), ref):
         nll_b = -lq.gather(-1, y[..., None]).double().cpu()                  # (b, T-1, 1)
         tot += nll_b.sum(); nlls.append(nll_b[..., 0])                       # exactly `perplexity`'s sum, in its order
         lp = lp.to(lq.device)                                                # (b, T-1, V)

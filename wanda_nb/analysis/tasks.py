@@ -142,9 +142,8 @@ def config_contrast(drops:pd.DataFrame, # output of `task_drops` (one model, one
                     z:float=2.0, # standard errors that make a difference significant
                    ) -> pd.DataFrame: # one row per task both evaluated: acc_a, acc_b, diff (a − b) ± se, paired, better
     "Task by task, accuracy of configuration `a` minus `b` on the same documents, paired where both keep per-document outcomes."
-    d = drops
-    if not {a, b} <= set(d['config']): raise ValueError(f"config_contrast: {a!r} and {b!r} must both be among the records' configurations {sorted(set(d['config']))}")
-    A, B = (d[d['config'] == c].set_index('task') for c in (a, b))
+    if not {a, b} <= set(drops['config']): raise ValueError(f"config_contrast: {a!r} and {b!r} must both be among the records' configurations {sorted(set(drops['config']))}")
+    A, B = (drops[drops['config'] == c].set_index('task') for c in (a, b))
     rows = []
     for t in sorted(set(A.index) & set(B.index)):
         x, y = A.loc[t], B.loc[t]
@@ -160,7 +159,7 @@ def config_contrast(drops:pd.DataFrame, # output of `task_drops` (one model, one
 def drops_table(drops:pd.DataFrame, # output of `task_drops` (one metric)
                ) -> pd.DataFrame: # index task; 'dense <metric>', then one column per config: 'change ± se' in points
     "Per task: the dense accuracy ± se ('(at chance)' where it is), and each configuration's change, pruned − dense, in points ± se."
-    metric = drops['metric'].iloc[0] if 'metric' in drops else 'acc'
+    metric = drops['metric'].iloc[0]
     wide = drops.assign(cell=[f"{100 * -x:+.1f} ± {100 * s:.1f}" for x, s in zip(drops['drop'], drops['se'])]).pivot(index='task', columns='config', values='cell')
     first = drops.groupby('task')[['dense', 'dense_se', 'dense_at_chance']].first().reindex(wide.index)
     wide.insert(0, f'dense {metric}', [f"{100 * a:.1f}% ± {100 * s:.1f}%" + (' (at chance)' if ch else '')
