@@ -8,10 +8,10 @@ import importlib.util, os, shutil, tempfile
 from importlib import metadata
 from pathlib import Path
 import numpy as np, torch
-from tokenizers import Regex, decoders, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, Qwen2Config, OPTConfig, GPTNeoXConfig, GPT2Config)
-from transformers.convert_slow_tokenizer import SentencePieceExtractor, SpmConverter
 from .data import find_file, file_sha256
 
 # %% auto #0
@@ -77,14 +77,30 @@ def _llama2c_to_hf(hdr:dict, w:dict) -> LlamaForCausalLM:
     return model.eval()
 
 # %% ../nbs/01_models.ipynb #70ba9585
-def _sp_tokenizer(fname, # a SentencePiece `.model` file with <unk>=0, <s>=1, </s>=2
+def _sp_tokenizer(fname, # a SentencePiece BPE `.model` file with <unk>=0, <s>=1, </s>=2
                   max_len:int): # the model's context
-    "A fast tokenizer equivalent to SentencePiece on `fname`, adding BOS like llama2.c, pad = EOS."
-    proto = SentencePieceExtractor(str(fname)).proto
-    tok = SpmConverter.build_tokenizer_from_spm_proto(proto, {p.piece: i for i, p in enumerate(proto.pieces)})
+    "A fast tokenizer that encodes like SentencePiece on `fname` (built from the file alone), adding BOS like llama2.c, pad = EOS."
+    from sentencepiece import sentencepiece_model_pb2
+    m = sentencepiece_model_pb2.ModelProto(); m.ParseFromString(Path(fname).read_bytes())
+    ns, ts = m.normalizer_spec, m.trainer_spec
+    if ts.model_type != ts.BPE or ns.precompiled_charsmap or any(p.type == p.USER_DEFINED for p in m.pieces):
+        raise ValueError(f"{fname}: only SentencePiece BPE models without a character map or user-defined pieces are supported")
+    vocab = {p.piece: i for i, p in enumerate(m.pieces)}
+    normal = {p.piece: (p.score, i) for i, p in enumerate(m.pieces) if p.type == p.NORMAL}
+    ranked = sorted((-normal[t][0], normal[t][1], t[:k], t[k:]) for t in normal for k in range(1, len(t))
+                    if t[:k] in normal and t[k:] in normal)
+    tok = Tokenizer(BPE(vocab=vocab, merges=[(l, r) for *_, l, r in ranked], unk_token=ts.unk_piece, fuse_unk=True,
+                        byte_fallback=ts.byte_fallback))
+    norm = [normalizers.Replace(Regex(r"\A +| +\z"), ""), normalizers.Replace(Regex(" {2,}"), " ")] if ns.remove_extra_whitespaces else []
+    norm += [normalizers.Prepend(" ")] if ns.add_dummy_prefix else []
+    norm += [normalizers.Replace(" ", "▁")] if ns.escape_whitespaces else []
+    tok.normalizer = normalizers.Sequence(norm)
+    dec = [decoders.Replace("▁", " ")] + ([decoders.ByteFallback()] if ts.byte_fallback else []) + [decoders.Fuse()]
+    tok.decoder = decoders.Sequence(dec + ([decoders.Strip(content=" ", left=1)] if ns.add_dummy_prefix else []))
     tok.post_processor = processors.TemplateProcessing(single='<s> $A', pair='<s> $A <s> $B', special_tokens=[('<s>', 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token='<s>', eos_token='</s>', unk_token='<unk>',
                                    pad_token='</s>', model_max_length=max_len, clean_up_tokenization_spaces=False)
+
 
 # %% ../nbs/01_models.ipynb #18f98756
 def _offline() -> bool:
