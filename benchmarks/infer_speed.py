@@ -2,13 +2,15 @@
 
     python benchmarks/infer_speed.py --commit <sha> --out $OUT            # ~6 min on one H200, no network
     python benchmarks/infer_speed.py --commit <sha> --out $OUT --quick    # ~1 min smoke test (2 blocks, few shapes)
+    python benchmarks/infer_speed.py --merge A.json B.json --out DIR       # runs of one commit on one GPU, combined
 
 Weights are random bf16 in Llama-3.1-8B shapes (speed does not depend on the values; accuracy checks say so where
 it does). Every number is the median of CUDA-event-timed replays; "graphed" replays a CUDA graph (no host cost),
 "eager" issues the same calls from Python back to back (what the host costs). Parts, each recording its error and
 letting the rest go on, results rewritten after every part:
 
-1. device: copy bandwidth and dense bf16 matmul rate, measured (the floors below use them; 4.8 TB/s is nominal).
+1. device: copy bandwidth and dense bf16 matmul rate, measured (the floors below use them; nominal: H200 4.8 TB/s,
+   H100 SXM 3.35 TB/s).
 2. matmul: one block's seven matmuls at 1, 16, 64, 2,048, 8,192 tokens: dense cuBLAS, cuSPARSELt (default and
    searched algorithm), the Triton 2:4 kernels, bitmap 50%/70% unstructured kernels, CSR 50%; per shape and per
    block, graphed and eager, with bytes/bandwidth (decode) and FLOPs/rate (prefill) floors and errors vs float32.
@@ -20,8 +22,12 @@ letting the rest go on, results rewritten after every part:
    bf16 rounding amplified by 32 random blocks.
 5. stories: stories260K (a trained model) 2:4 in bf16 on the GPU through the same paths, saved compressed and
    loaded back: logits and greedy tokens against the masked dense model.
+
+`--merge` combines the JSON files of several runs of one commit on one GPU (parts a budget skipped in one run, run by
+the next on the same machine): each part from the last run that has it, and every floor re-based on the merged
+device part's measured bandwidth and rate (each part records the ones its floors used, `floor_basis`).
 """
-import argparse, copy, gc, json, math, os, sys, tempfile, time, traceback
+import argparse, copy, gc, json, math, os, shlex, sys, tempfile, time, traceback
 from pathlib import Path
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,6 +37,8 @@ ap.add_argument('--quick', action='store_true', help='smoke test: fewer shapes, 
 ap.add_argument('--budget-s', type=float, default=400, help='stop starting new parts after this many seconds')
 ap.add_argument('--n-layers', type=int, default=None, help='decoder blocks of the 8B-shaped model (default 32; quick 2)')
 ap.add_argument('--parts', nargs='*', default=['device', 'matmul', 'model', 'stories'], help='which parts to run')
+ap.add_argument('--merge', nargs='+', metavar='JSON', help='combine these runs (one commit, one GPU) into --out; runs nothing')
+ap.add_argument('--omit', nargs='*', default=[], metavar='PART:REASON', help='with --merge: leave these parts out, the reason recorded')
 ap.add_argument('--cpu-smoke', action='store_true', help=argparse.SUPPRESS)   # tiny shapes on CPU: exercises the code paths only
 A = ap.parse_args()
 if A.quick or A.cpu_smoke: os.environ['WANDA_NB_QUICK_TUNE'] = '1'     # read when wanda_nb.infer is imported
@@ -45,7 +53,9 @@ from wanda_nb.mask import nm_mask, magnitude_score
 from wanda_nb.arch import decoder_blocks, block_linears
 
 T0, DEV = time.time(), 'cpu' if A.cpu_smoke else 'cuda'
-NOMINAL_BW = 4.8e12
+NOMINAL = {'H200': 4.8e12, 'H100': 3.35e12}                        # HBM bandwidth from the data sheets, B/s
+NOMINAL_BW = next((v for k, v in NOMINAL.items() if DEV == 'cuda' and torch.cuda.is_available() and k in torch.cuda.get_device_name()), 4.8e12)
+LEGACY_BASIS = dict(bw=4.8e12, rate=7e14)   # what floors used without a device part before `floor_basis` was recorded (cf139ce and earlier)
 def left(): return A.budget_s - (time.time() - T0)
 def log(*a): print(f'[{time.time() - T0:6.1f}s]', *a, flush=True)
 def sync(): torch.cuda.synchronize() if DEV == 'cuda' else None
@@ -90,7 +100,7 @@ def graph_step(fn, warmup=2):
 def rel(a, b): return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
 
 # ---------------------------------------------------------------- results
-RES = dict(env=None, parts={}, errors={})
+RES = dict(env=None, parts={}, errors={}, floor_basis={})
 def save():
     out = Path(A.out); out.mkdir(parents=True, exist_ok=True)
     (out/'infer_speed.json').write_text(json.dumps(RES, indent=1, default=str))
@@ -101,7 +111,7 @@ def part(name, need_s, fn):
     if left() < need_s:
         RES['errors'][name] = f'skipped: {left():.0f} s left of the budget, part needs ~{need_s:.0f} s'; log(name, 'skipped'); save(); return
     log('part', name); t = time.time()
-    try: RES['parts'][name] = fn()
+    try: RES['parts'][name] = fn(); RES['floor_basis'][name] = dict(bw=bw(), rate=rate())
     except Exception as e:
         RES['errors'][name] = f'{type(e).__name__}: {e}\n' + ''.join(traceback.format_exc().splitlines(True)[-12:])
         log(name, 'FAILED:', type(e).__name__, str(e)[:300])
@@ -425,10 +435,20 @@ def stories():
         r['prefill_logits_rel'] = rel(back(ids).logits, ref(ids).logits)            # <= 64 tokens: the Triton kernels
         long = ids.repeat(1, 8)                                                      # > 64 tokens: cuSPARSELt or dense
         r['long_prefill_logits_rel'] = rel(back(long).logits, ref(long).logits)
-    a, b = I.generate_greedy(back, ids, 48), I.generate_greedy(ref, ids, 48)
-    r['greedy_tokens_equal'] = (a == b).float().mean().item()
-    r['first_divergence'] = int((a != b).any(0).float().argmax()) if (a != b).any() else None
-    r['text_sparse'] = tok.decode(a[0].tolist()); r['text_dense'] = tok.decode(b[0].tolist())
+    # Free-running greedy text diverges for good at the first near-tie, so the control is the same masked dense model in
+    # float32: sparse-vs-dense (both bf16) is judged against dense-bf16-vs-float32, free-running and teacher-forced
+    # (every position scored on the dense model's own continuation, so one flip does not cascade).
+    f32 = copy.deepcopy(ref).float()
+    a, b, c = (I.generate_greedy(x, ids, 48) for x in (back, ref, f32))
+    def agree(u, v): return dict(tokens_equal=(u == v).float().mean().item(),
+                                 first_divergence=int((u != v).any(0).float().argmax()) if (u != v).any() else None)
+    with torch.no_grad():
+        seq = torch.cat([ids, b], 1); lo = ids.shape[1] - 1
+        top = {k: x(seq).logits[:, lo:-1].float().argmax(-1) for k, x in (('sparse', back), ('dense', ref), ('fp32', f32))}
+    r['greedy_sparse_vs_dense'] = agree(a, b) | dict(teacher_forced_argmax_equal=(top['sparse'] == top['dense']).float().mean().item())
+    r['greedy_dense_vs_fp32'] = agree(b, c) | dict(teacher_forced_argmax_equal=(top['dense'] == top['fp32']).float().mean().item())
+    r['greedy_tokens_equal'], r['first_divergence'] = r['greedy_sparse_vs_dense']['tokens_equal'], r['greedy_sparse_vs_dense']['first_divergence']
+    r['text_sparse'], r['text_dense'], r['text_fp32'] = (tok.decode(x[0].tolist()) for x in (a, b, c))
     return r
 
 # ---------------------------------------------------------------- report
@@ -436,11 +456,14 @@ def report():
     e, P = RES['env'] or {}, RES['parts']
     s = [f"# What 2:4 buys at inference, measured without host overhead\n\n",
          f"{e.get('date')} · {e.get('gpu')} · torch {e.get('torch')} (CUDA {e.get('cuda')}) · triton {P.get('device', {}).get('triton')} · "
-         f"transformers {e.get('transformers')} · commit {e.get('commit')} · wall {time.time() - T0:.0f} s\n\n",
+         f"transformers {e.get('transformers')} · commit {e.get('commit')} · wall {e.get('wall_s', time.time() - T0):.0f} s\n\n",
          f"Command: `{e.get('command')}`\n\n"]
+    for r in e.get('merged_from', []):
+        s.append(f"- run of {r['date']}, {r['wall_s']:.0f} s, parts {', '.join(r['parts'])}: `{r['command']}`\n")
+    if e.get('merged_from'): s.append('\n')
     if 'device' in P:
         dv = P['device']
-        s.append(f"Measured: copy bandwidth {dv['copy_bw'] / 1e12:.2f} TB/s (nominal 4.8), dense bf16 matmul {dv['bf16_flops'] / 1e12:.0f} TFLOP/s, "
+        s.append(f"Measured: copy bandwidth {dv['copy_bw'] / 1e12:.2f} TB/s (nominal {(dv.get('nominal_bw') or math.nan) / 1e12:.2f}), dense bf16 matmul {dv['bf16_flops'] / 1e12:.0f} TFLOP/s, "
                  f"cuSPARSELt available: {dv['cusparselt']}. Floors: decode = bytes read (weights in their format + inputs + outputs) / measured "
                  "copy bandwidth; prefill = FLOPs / measured dense rate (2:4: twice that rate, the sparse tensor cores' nominal gain).\n\n")
     if 'matmul' in P:
@@ -500,6 +523,12 @@ def report():
                  f"(Triton), {st.get('long_prefill_logits_rel', math.nan):.2e} at {st.get('shape_long')} (cuSPARSELt where it accepts the shapes, else dense); "
                  f"greedy tokens equal (4 × 48): {st['greedy_tokens_equal']:.3f} (first divergence at {st['first_divergence']}); "
                  f"prepare: {st['prepare']}.\n")
+        if 'greedy_dense_vs_fp32' in st:
+            g, h = st['greedy_sparse_vs_dense'], st['greedy_dense_vs_fp32']
+            s.append(f"\nAgainst the control (the masked dense model in bf16 vs the same model in float32; prompt {st.get('shape_short')}): "
+                     f"free-running tokens equal {g['tokens_equal']:.3f} (2:4 vs dense) and {h['tokens_equal']:.3f} (bf16 vs float32), "
+                     f"first divergence at {g['first_divergence']} and {h['first_divergence']}; teacher-forced on the dense "
+                     f"continuation, argmax equal {g['teacher_forced_argmax_equal']:.3f} and {h['teacher_forced_argmax_equal']:.3f}.\n")
     if RES['errors']:
         s.append("\n## Errors and skipped parts\n\n" + ''.join(f"- {k}: `{str(v).splitlines()[0][:300]}`\n" for k, v in RES['errors'].items()))
     return ''.join(s)
@@ -533,7 +562,47 @@ def reconcile():
             f"host's cost per call, which a model overlaps with other kernels' GPU time and a single timed call does not.{prev} "
             "(Kernels are classified by name: see `top_kernels` in the JSON.)\n")
 
-if __name__ == '__main__':
+# ---------------------------------------------------------------- merge
+def rebase(part_res:dict, old:dict, new:dict) -> dict:
+    "`part_res` with every floor_ms moved from bandwidth/rate `old` to `new` (decode rows: bytes/bw; prefill: FLOPs/rate)."
+    def fix(r, decode):
+        k = old['bw'] / new['bw'] if decode else old['rate'] / new['rate']
+        return r | dict(floor_ms=r['floor_ms'] * k) if r.get('floor_ms') is not None else r
+    out = dict(part_res)
+    for key in ('rows', 'block'):
+        if isinstance(out.get(key), list):
+            out[key] = [fix(r, str(r.get('phase', '')).startswith('decode') if 'phase' in r else r.get('tokens', 0) <= 64)
+                        for r in out[key]]
+    return out
+
+def merge(paths:list) -> None:
+    "RES from runs of one commit on one GPU: each part from the last run that has it, floors on the merged device part."
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    who = {(r['env']['commit'], r['env']['gpu']) for r in runs}
+    if len(who) != 1: sys.exit(f"--merge: the runs differ in commit or GPU ({sorted(who)}); merge only runs of one commit on one GPU")
+    omit = dict(o.split(':', 1) for o in A.omit)
+    got = {}
+    for r in runs:
+        for name, res in r['parts'].items():
+            base = (r.get('floor_basis') or {}).get(name) or (dict(bw=r['parts']['device']['copy_bw'], rate=r['parts']['device']['bf16_flops'])
+                                                          if 'device' in r['parts'] else LEGACY_BASIS)
+            got[name] = (res, base, r)
+    if 'device' not in got: sys.exit('--merge: no run has the device part, so there is no measured bandwidth to base floors on')
+    gpu = runs[-1]['env']['gpu']   # the data-sheet bandwidth of this GPU (runs before the NOMINAL table wrote 4.8 TB/s on any)
+    RES['parts']['device'] = got['device'][0] | dict(nominal_bw=next((v for k, v in NOMINAL.items() if k in gpu), None))
+    for name, (res, base, r) in got.items():
+        if name != 'device': RES['parts'][name] = rebase(res, base, dict(bw=bw(), rate=rate()))
+        RES['floor_basis'][name] = dict(bw=bw(), rate=rate())
+        RES.setdefault('part_seconds', {})[name] = (r.get('part_seconds') or {}).get(name)
+    for k in omit: got.pop(k, None)
+    RES['errors'] = {k: v for r in runs for k, v in r['errors'].items() if k not in got} | {k: f'omitted: {v}' for k, v in omit.items()}
+    walls = [sum(v for v in (r.get('part_seconds') or {}).values() if v) for r in runs]
+    RES['env'] = runs[-1]['env'] | dict(command='python benchmarks/infer_speed.py ' + shlex.join(sys.argv[1:]), wall_s=sum(walls),
+        merged_from=[dict(date=r['env']['date'], command=r['env']['command'], parts=sorted(r['parts']), wall_s=w) for r, w in zip(runs, walls)])
+
+if __name__ == '__main__' and A.merge:
+    merge(A.merge); save(); print(report())
+elif __name__ == '__main__':
     if DEV == 'cuda': assert torch.cuda.is_available(), 'this benchmark needs a CUDA GPU (or --cpu-smoke)'
     import transformers
     facts = env_facts(); facts['commit'] = A.commit; facts['transformers'] = transformers.__version__

@@ -171,3 +171,28 @@ def test_benchmark_runs_on_cpu(tmp_path):
     res = json.loads((tmp_path/'infer_speed.json').read_text())
     assert res['env']['commit'] == 'test' and res['parts']['device']['copy_bw'] > 0 and not res['errors']
     assert (tmp_path/'infer_speed.md').read_text().startswith('# What 2:4 buys')
+
+def test_benchmark_merge(tmp_path):
+    "`--merge`: parts from runs of one commit on one GPU, floors re-based on the measured device part; other runs refused."
+    import json
+    env = dict(commit='c' * 40, gpu='NVIDIA H100 80GB HBM3', date='d', command='python benchmarks/infer_speed.py')
+    dev = dict(copy_bw=2e12, bf16_flops=5e14, nominal_bw=4.8e12, cusparselt=False, triton=None)
+    rows = [dict(tokens=n, method='dense', floor_ms=f, graphed_ms=f, eager_ms=f, weight_bytes=1e6, shape='q', rel_err_fp32=0,
+                 rel_err_vs_dense=0, max_ulps=0) for n, f in ((1, 1.0), (2048, 3.0))]
+    runs = [dict(env=env, parts=dict(device=dev), errors=dict(model='skipped'), part_seconds=dict(device=1.0)),
+            # an older run without `floor_basis` and without a device part: its floors used 4.8 TB/s and 700 TFLOP/s
+            dict(env=env, parts=dict(matmul=dict(block=rows, rows=rows)), errors={}, part_seconds=dict(matmul=2.0))]
+    for i, r in enumerate(runs): (tmp_path/f'{i}.json').write_text(json.dumps(r))
+    run = lambda *a: subprocess.run([sys.executable, str(root/'benchmarks/infer_speed.py'), '--merge', *a], capture_output=True, text=True,
+                                    timeout=300, env=os.environ | dict(PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
+    r = run(str(tmp_path/'0.json'), str(tmp_path/'1.json'), '--out', str(tmp_path/'m'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path/'m/infer_speed.json').read_text())
+    assert sorted(m['parts']) == ['device', 'matmul'] and m['errors'] == dict(model='skipped')
+    assert m['parts']['device']['nominal_bw'] == 3.35e12   # the H100's data sheet, not the H200's
+    b = m['parts']['matmul']['block']
+    assert abs(b[0]['floor_ms'] - 1.0 * 4.8e12 / 2e12) < 1e-9 and abs(b[1]['floor_ms'] - 3.0 * 7e14 / 5e14) < 1e-9
+    assert [x['wall_s'] for x in m['env']['merged_from']] == [1.0, 2.0]
+    (tmp_path/'2.json').write_text(json.dumps(runs[1] | dict(env=env | dict(commit='e' * 40))))
+    r = run(str(tmp_path/'0.json'), str(tmp_path/'2.json'), '--out', str(tmp_path/'n'))
+    assert r.returncode != 0 and 'differ in commit or GPU' in r.stderr and not (tmp_path/'n').exists()
