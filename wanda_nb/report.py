@@ -14,7 +14,7 @@ from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
 from .analysis.tasks import task_drops, distinguishable, same_documents, config_contrast, drops_table
 from .analysis.calibration import calib_grid, diagonal_test
 from .analysis.sweep import sweep_table, collapse_point, increase
-from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text
+from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text, model_speed, model_speed_text
 
 # %% auto #0
 __all__ = ['NOT_MEASURED', 'SEED_CLAIMS', 'md_table', 'headline_table', 'headline', 'report', 'load_speed', 'demo_records',
@@ -444,9 +444,12 @@ def _sec_nm(c:_Ctx) -> str:
                    f"on the values) on one {env.get('gpu', 'GPU')}, replayed from CUDA graphs, best kernel of each kind against dense "
                    f"cuBLAS at each token count (`{env.get('command', 'benchmarks/infer_speed.py')}`, commit {str(env.get('commit'))[:7]}): "
                    f"2:4 {speedup_text(best_speedup(bk, '2:4'))}; unstructured 50% {speedup_text(best_speedup(bk, 'unstructured 50%'))}. "
-                   + (f"Whole-model timings: not measured (that run's model part failed: {errs['model'].splitlines()[0]})."
-                      if 'model' in (errs := c.speed['infer_speed'].get('errors') or {}) else ''))
-        for (claim, verdict, measured), key in zip(block_claims(bk).itertuples(index=False), ('csr', 'nm_speed')):
+                   + (f"The whole model (every decoder linear 2:4, against the same model masked and run dense; same run), graphed: "
+                      f"{model_speed_text(ms)}; each row {ms[['dense_x_floor', 'sparse_x_floor']].min().min():.1f}–"
+                      f"{ms[['dense_x_floor', 'sparse_x_floor']].max().max():.1f}× its floor (bytes ÷ bandwidth for decode, FLOPs ÷ rate for prefill)."
+                      if len(ms := model_speed(c.speed['infer_speed'])) else
+                      f"Whole-model timings: not measured ({(c.speed['infer_speed'].get('errors') or {}).get('model', 'not in that run').splitlines()[0]})."))
+        for (claim, verdict, measured), key in zip(block_claims(bk, ms).itertuples(index=False), ('csr', 'nm_speed')):
             c.claim(key, {'confirmed': CONFIRMED, 'refuted': REFUTED}.get(verdict, NOT_MEASURED), measured)
         return '\n'.join(out)
     t = speed_summary((c.speed or {}).get('sparse_speed'))
@@ -583,7 +586,7 @@ def _sec_ext(c:_Ctx) -> str:
         c.use('5.2', A)
         corp = [k for k in ('stories', 'wikitext2') if f'metrics.kl_windows.{k}' in A and A[f'metrics.kl_windows.{k}'].notna().all()]
         v = verdict_summary(allocation_verdicts(A, corpora=corp)).reset_index()
-        out.append(f"2. *Layer-wise vs global allocation, learned schedules* ({A['seed'].nunique()} calibration seeds; KL to dense "
+        out.append(f"2. *Layer-wise vs global allocation, learned schedules* ({(ns := A['seed'].nunique())} calibration seed{'s' if ns != 1 else ''}; KL to dense "
                    "paired over windows and seeds, difference ± its uncertainty; confirmed/refuted only when every corpus agrees "
                    "beyond twice the uncertainty; nbs/26_allocation.ipynb):\n\n" + md_table(v.drop(columns='extension'), index=False))
     q = c.df[c.df['experiment'] == 'quantization'] if 'experiment' in c.df else c.df.iloc[:0]

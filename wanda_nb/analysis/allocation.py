@@ -20,7 +20,7 @@ from ..metrics import kl_to_dense, dense_logprobs
 from ..prune import prune_model
 from ..experiment import run_one, Step
 from ..records import run_record, save_record, find_record
-from .evidence import as_frame, compare, decide, INCONCLUSIVE
+from .evidence import as_frame, compare, decide, INCONCLUSIVE, CONFIRMED, REFUTED
 from .sweep import reseeded
 
 # %% auto #0
@@ -328,7 +328,7 @@ CLAIMS = (('2', 'global ranking beats uniform (magnitude)', 'magnitude', 'global
 # %% ../../nbs/26_allocation.ipynb #c8697773
 def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is added here)
                         corpora=('stories', 'wikitext2'), metric:str='kl', z:float=2.0, claims=CLAIMS,
-                       ) -> pd.DataFrame: # one row per claim × target × corpus: diff, u, z, d_achieved, verdict
+                       ) -> pd.DataFrame: # one row per claim × target × corpus: diff, u, z, d_achieved, verdict, note
     "The verdict on every claim of extensions 2 and 3, per target and corpus, from paired differences."
     df, rows = tuned_owl(df), []
     for ext, claim, method, a, bb in claims:
@@ -338,9 +338,11 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
             for c in corpora:
                 r = _compare(A, B, c, metric) if len(A) and len(B) else None
                 v = INCONCLUSIVE if r and r['u'] == 0 and r['diff'] == 0 else decide(r, '<', z) # identical runs
+                one = bool(r) and r['n'] == 1 and v in (CONFIRMED, REFUTED)   # seed spread unmeasured: not a finding
+                note, v = (f"one seed: would be {v}", INCONCLUSIVE) if one else ('', v)
                 rows.append(dict(extension=ext, claim=claim, target=target, corpus=c, n=r['n'] if r else 0,
                                  diff=r['diff'] if r else np.nan, u=r['u'] if r else np.nan, z=r['z'] if r else np.nan,
-                                 d_achieved=(r['achieved_a'] - r['achieved_b']) if r else np.nan, verdict=v))
+                                 d_achieved=(r['achieved_a'] - r['achieved_b']) if r else np.nan, verdict=v, note=note))
     return pd.DataFrame(rows)
 
 # %% ../../nbs/26_allocation.ipynb #72535415
@@ -349,7 +351,8 @@ def verdict_summary(v:pd.DataFrame) -> pd.DataFrame:
     def one(d):
         vs = set(d.verdict)
         verdict = vs.pop() if len(vs) == 1 else 'inconclusive'
-        nums = '; '.join(f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" for _, r in d.iterrows())
+        nums = '; '.join(f"{r.corpus}: no records of one side" if r['diff'] != r['diff'] else
+                         f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" + (f" ({r.note})" if r.get('note') else '') for _, r in d.iterrows())
         return pd.Series(dict(verdict=verdict, numbers=nums))
     return v.groupby(['extension', 'claim', 'target'], sort=False).apply(one, include_groups=False)
 

@@ -44,7 +44,9 @@ def _variant(row) -> str:
 def _eval_sig(row) -> str:
     "Evaluation protocol: window length and the number of windows per corpus."
     w = {k.split('.')[-1]: int(x) for k, x in row.items() if k.startswith('extra.eval_windows.') and x == x and x is not None}
-    return f"{row.get('eval_seqlen')}|" + json.dumps(w, sort_keys=True)
+    n = row.get('eval_seqlen')   # a float column once any record has none (a search that never reads evaluation text)
+    n = None if n is None or n != n else int(n) if float(n).is_integer() else n
+    return f"{n}|" + json.dumps(w, sort_keys=True)
 
 def as_frame(records) -> pd.DataFrame:
     "Result records as one flat frame with provenance (clean, commit), seed, variant and evaluation signature."
