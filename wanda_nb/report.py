@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, functools, json, math, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd
-from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, seed_stats, compare, decide, say,
+from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, reruns, seed_stats, compare, decide, say,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
 from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
 from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
@@ -100,6 +100,15 @@ def _header(c:_Ctx) -> str:
            + (f" {c.refused} records from trees with uncommitted changes were left out." if getattr(c, 'refused', 0) else '')]
     if c.P: out.append(f"\nHeadline protocol (every table unless it says otherwise): {describe(c.P, c.df)}. "
                        f"Headline corpus: `{c.corpus}`.")
+    rr = reruns(c.df, f'metrics.ppl.{c.corpus}')
+    if len(rr):   # the same run recorded twice is a measurement of what a rerun changes
+        apart, top = rr[rr['spread'] > 0], rr.loc[rr['spread'].idxmax()]
+        out.append(f"\nRuns recorded more than once (same configuration and calibration seed, by another study, commit or GPU): "
+                   f"{len(rr)}; their `{c.corpus}` perplexities are identical in {len(rr) - len(apart)}"
+                   + (f" and apart by {100 * apart['spread'].min():.2g}–{100 * apart['spread'].max():.2g}% in {len(apart)} (the "
+                      f"widest: {_label(top['method'], None, top['structure'])}{'' if top['structure'] != 'unstructured' else ' ' + _pct(top['sparsity'], 0)} seed {int(top['seed'])}, "
+                      f"{top['n']} runs, commits {top['commits']}, {top['gpus']})" if len(apart) else '')
+                   + ". Tables keep the newest clean record of each.")
     evs = sorted({k for e in c.df['eval'] for k in json.loads(e.split('|', 1)[1])})
     out.append('\nEvaluation corpora: ' + '; '.join(f"`{e}`: {EVAL_SETS.get(e, 'see wanda_nb.data.CORPORA')}" for e in evs) + '.')
     return '\n'.join(out)

@@ -14,8 +14,8 @@ from ..methods import METHODS
 
 # %% auto #0
 __all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'EVAL_SETS', 'as_frame', 'Protocol',
-           'protocol_of', 'describe', 'select', 'dedupe', 'seed_stats', 't975', 't_scaled', 'compare', 'decide',
-           'matched', 'say', 'provenance', 'clean_only']
+           'protocol_of', 'describe', 'select', 'dedupe', 'reruns', 'seed_stats', 't975', 't_scaled', 'compare',
+           'decide', 'matched', 'say', 'provenance', 'clean_only']
 
 # %% ../../nbs/19_evidence.ipynb #c5d4ca1b
 _DEFAULTS = dict(experiment='main', model='?', method='?', sparsity=0.0, structure='unstructured', group=None,
@@ -113,9 +113,27 @@ RUN = ['model', 'method', 'sparsity', 'structure', 'group', 'seed', 'eval', 'dty
 def dedupe(df:pd.DataFrame) -> pd.DataFrame:
     "One record per run configuration: the newest clean one, else the newest."
     if df.empty: return df
-    key = df[RUN + ['calib']].apply(lambda col: col.map(str)).agg('|'.join, axis=1)
-    order = df.assign(_k=key).sort_values(['clean', 'date'], kind='stable')
+    order = df.assign(_k=_run_key(df)).sort_values(['clean', 'date'], kind='stable')
     return order.drop_duplicates('_k', keep='last').drop(columns='_k').sort_index()
+
+def _run_key(df:pd.DataFrame) -> pd.Series: return df[RUN + ['calib']].apply(lambda col: col.map(str)).agg('|'.join, axis=1)
+
+def reruns(df:pd.DataFrame, # records (`as_frame`)
+           col:str, # the metric, e.g. 'metrics.ppl.wikitext2'
+          ) -> pd.DataFrame: # one row per run recorded more than once: method, structure, sparsity, seed, n, commits, gpus, min, max, spread
+    "The runs `dedupe` keeps one record of, with how far their `col` values lie apart (spread = max / min − 1)."
+    cols = ['method', 'structure', 'sparsity', 'seed', 'n', 'commits', 'gpus', 'min', 'max', 'spread']
+    if df.empty or col not in df: return pd.DataFrame(columns=cols)
+    where = lambda r: (r.get('versions.gpu') if isinstance(r.get('versions.gpu'), str) else      # older records name no card
+                       'CPU' if r.get('device') == 'cpu' else 'an unnamed GPU' if r.get('device') == 'cuda' else 'unknown')
+    d = df.dropna(subset=[col])
+    d = d.assign(_k=_run_key(d), _gpu=[where(r) for r in d.to_dict('records')])
+    join = lambda s: ', '.join(sorted(set(map(str, s))))
+    g = d.groupby('_k', sort=False)
+    t = g.agg(method=('method', 'first'), structure=('structure', 'first'), sparsity=('sparsity', 'first'), seed=('seed', 'first'),
+              n=(col, 'count'), commits=('commit', join), gpus=('_gpu', join), min=(col, 'min'), max=(col, 'max'))
+    return t[t['n'] > 1].assign(spread=lambda x: x['max'] / x['min'] - 1)[cols].reset_index(drop=True)
+
 
 # %% ../../nbs/19_evidence.ipynb #99009629
 def seed_stats(df:pd.DataFrame, # records of one protocol (`select`)
