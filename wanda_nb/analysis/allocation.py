@@ -99,9 +99,10 @@ def _groups(groups, n:int):
 
 def _search_config(b, method, target, calib, sc, opts) -> dict:
     "The configuration fields of a search record (what makes two searches the same search)."
-    return dict(experiment='allocation-search', model=b.name, method=method, sparsity=float(target), structure='unstructured',
-                group=get_method(method).groups[0], calibration=dict(calib.meta), eval_seqlen=None,
-                dtype=b.settings['dtype'], extra=dict(score=sc.meta, **opts))
+    return dict(experiment='allocation-search', model=b.name, weights=b.settings['weights'], method=method, sparsity=float(target),
+                structure='unstructured', group=get_method(method).groups[0], calibration=dict(calib.meta), eval_seqlen=None,
+                dtype=b.settings['dtype'], extra=dict(score=sc.meta, **opts),
+                provenance=dict(weights_source=b.settings['weights_source']))   # the weights, not the name, identify a search
 
 # %% ../../nbs/26_allocation.ipynb #1d8f9bb6
 def _objective(b, method, calib, sc, sh, ref, cache:dict):
