@@ -316,8 +316,11 @@ def _sec_tasks(c:_Ctx) -> str:
         docs = f"first {L} documents" + (f" ({', '.join(f'{k}: all {v}' for k, v in n[n < L].items())})" if (n < L).any() else '')
     se = ('paired standard error (per-document differences)' if t['paired'].all() else 'combined standard error'
           if not t['paired'].any() else 'standard error (paired where both records keep per-document outcomes)')
-    out.append(f"lm-eval 0-shot, {docs} per task; accuracy change in points, pruned − dense, ± {se}; *at chance*: the dense model is within 3 binomial "
-               "standard errors of a constant answer or of guessing, so a drop there measures nothing.\n")
+    seeds = sorted({int(s) for s in d['seed'].dropna()})
+    seed = (f"; calibration seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else '') + (
+        " (one prune per configuration: the errors are over documents, the seed spread is unmeasured)" if len(seeds) == 1 else '')
+    out.append(f"lm-eval 0-shot, {docs} per task{seed}; accuracy change in points, pruned − dense, ± {se}; *at chance*: the dense model is "
+               "within 3 binomial standard errors of a constant answer or of guessing, so a drop there measures nothing.\n")
     try: tn = task_drops(d, metric='acc_norm') # the same, with lm-eval's length-normalised accuracy, where the records have it
     except ValueError: tn = None
     out.append(md_table(drops_table(t)))
