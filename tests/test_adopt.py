@@ -88,25 +88,28 @@ def test_adopt_tar_with_weights_source(tmp_path, stories):
     assert a['provenance']['weights_source'] == src and set(a['provenance']['adopted']) == {'model', 'weights_source'}
     assert 'weights_source' not in b['provenance']
 
-def test_weigh_searches_moves_a_search_and_the_record_that_used_it(tmp_path, stories):
-    "A search without `weights` takes the folder's one fingerprint and a new id; the allocation record naming it follows."
+def test_rekey_searches_moves_a_search_and_the_record_that_used_it(tmp_path, stories):
+    "A search without `weights` takes the folder's one fingerprint, its machine facts go to provenance, and a new id; its user follows."
     fp, src = stories['weights'], stories['weights_source']
     root = tmp_path/'results'/'stories260K'
-    search = run_record(model='stories260K', method='wanda', sparsity=0.5, experiment='allocation-search', metrics=dict(schedule=[.5]))
+    cal = dict(corpus='c4', split='train', sampler='concat', nsamples=4, seqlen=64, seed=0, docs=[3, 1], draws=2)
+    search = run_record(model='stories260K', method='wanda', sparsity=0.5, experiment='allocation-search', metrics=dict(schedule=[.5]),
+                        calibration=cal | dict(source='/one/machine/c4.jsonl', tokenizer='SomeTokenizer (vocab 512)'))
     sf = save_record(search, root/'allocation'/'search')
     used = run_record(model='stories260K', method='wanda', sparsity=0.5, weights=fp, experiment='allocation',
                       extra=dict(alloc='learned', search=search['id']), provenance=dict(weights_source=src))
     other = run_record(model='stories260K', method='wanda', sparsity=0.6, weights=fp, experiment='allocation', extra=dict(alloc='uniform'))
     uf, of = save_record(used, root/'allocation'), save_record(other, root/'allocation')
     before = of.read_text()
-    n = adopt.weigh_searches(root, src, fp)
-    assert n == {'search fingerprinted (new id)': 1, 'record re-pointed at its search (new id)': 1}
+    n = adopt.rekey_searches(root, src, fp)
+    assert n == {'search re-keyed (new id)': 1, 'record re-pointed at its search (new id)': 1}
     assert not sf.exists() and not uf.exists() and of.read_text() == before      # moved, and the bystander untouched
     [s2] = [json.loads(f.read_text()) for f in (root/'allocation'/'search').glob('*.json')]
     assert s2['weights'] == fp and s2['provenance']['weights_source'] == src and s2['id'] == record_id(s2) != search['id']
     assert s2['metrics'] == search['metrics'] and search['id'] in s2['provenance']['adopted']['weights']
+    assert s2['calibration'] == cal and s2['provenance']['calibration'] == dict(source='/one/machine/c4.jsonl', tokenizer='SomeTokenizer (vocab 512)')
     [u2] = [json.loads(f.read_text()) for f in (root/'allocation').glob('*.json') if json.loads(f.read_text())['sparsity'] == 0.5]
     assert u2['extra']['search'] == s2['id'] and u2['id'] == record_id(u2) != used['id']
-    assert adopt.weigh_searches(root, src, fp) == {'search already fingerprinted': 1}   # idempotent
+    assert adopt.rekey_searches(root, src, fp) == {'search already current': 1}   # idempotent
     save_record(run_record(model='stories260K', method='wanda', sparsity=0.7, weights=OTHER, experiment='allocation'), root/'allocation')
-    with pytest.raises(SystemExit, match='cannot be inferred'): adopt.weigh_searches(root, src, fp)   # two fingerprints: refused
+    with pytest.raises(SystemExit, match='cannot be inferred'): adopt.rekey_searches(root, src, fp)   # two fingerprints: refused

@@ -24,12 +24,13 @@ is left as it is, and counted. Only `provenance` changes, so no id does.
     python tools/adopt_gpu_records.py --backfill --model-name stories260K \\
         --weights-source 'mirror:models/stories260K/stories260K.bin (sha256:b0a507e7ad0f...)'
 
-`--weigh-searches` (with `--weights-source`, no tar) migrates the learned-allocation searches written before they
-carried `weights` (before the search configuration held the fingerprint, `analysis.allocation._search_config`): each
-search under `results/<model>/` without one takes the loaded model's fingerprint and source, and with it the new id;
-the allocation records that name the search (`extra.search`) are pointed at the new id, which gives them new ids too.
-Each change is noted in `provenance.adopted`; a file is written under its new name and only then the old one removed.
-Only where one model's records have one fingerprint: the other records of that folder carry exactly the loaded one.
+`--rekey-searches` (with `--weights-source`, no tar) brings the learned-allocation searches written before
+`analysis.allocation._search_config` took its present form to the identity it gives them now: a search without
+`weights` takes the loaded model's fingerprint and source (only where every other record of the folder carries exactly
+that fingerprint), and the calibration facts of one machine and version (`SEARCH_PROVENANCE`: the corpus file's path,
+the tokenizer's class) move from the identity into `provenance.calibration`. The new content gives a new id; the
+allocation records that name the search (`extra.search`) are pointed at it, which gives them new ids too. Each change
+is noted in `provenance.adopted`; a file is written under its new name and only then the old one removed.
 """
 import argparse, collections, datetime, json, sys, tarfile, tempfile
 from pathlib import Path
@@ -81,30 +82,37 @@ def _move(f:Path, rec:dict, notes:dict) -> str:
     f.unlink()
     return rid
 
-def weigh_searches(folder:Path, source:str, weights:str) -> collections.Counter:
-    "Give the searches under `folder` without `weights` the loaded fingerprint and source; re-point the records that used them."
+def rekey_searches(folder:Path, source:str, weights:str) -> collections.Counter:
+    "Bring the searches under `folder` to `_search_config`'s identity (weights; machine facts to provenance); re-point their users."
     n, moved, files = collections.Counter(), {}, sorted(folder.rglob('*.json'))
     recs = {f: json.loads(f.read_text()) for f in files}
     recs = {f: r for f, r in recs.items() if isinstance(r, dict) and {'model', 'method', 'sparsity'} <= set(r)}
     others = {r.get('weights') for r in recs.values() if r.get('experiment') != 'allocation-search' and r.get('weights')}
     if others != {weights}:
-        sys.exit(f"--weigh-searches: the records under {folder} carry fingerprints {sorted(others)}, not only the loaded "
+        sys.exit(f"--rekey-searches: the records under {folder} carry fingerprints {sorted(others)}, not only the loaded "
                  f"{weights}: a search's weights cannot be inferred from them")
-    day = datetime.date.today()
+    from wanda_nb.analysis.allocation import SEARCH_PROVENANCE
+    day, tool = datetime.date.today(), 'tools/adopt_gpu_records.py --rekey-searches'
     for f, rec in recs.items():
         if rec.get('experiment') != 'allocation-search': continue
-        if rec.get('weights'): n['search already fingerprinted'] += 1; continue
-        old = rec['id']; rec['weights'] = weights
-        rec['provenance'] = (rec.get('provenance') or {}) | dict(weights_source=source)
-        moved[old] = _move(f, rec, dict(weights=f"set {day} by tools/adopt_gpu_records.py --weigh-searches (was id {old}): "
-                                                  f"searches did not record their weights; every other record of this folder "
-                                                  f"carries {weights}, the fingerprint of the model loaded here from {source}"))
-        n['search fingerprinted (new id)'] += 1
+        local = {k: v for k, v in (rec.get('calibration') or {}).items() if k in SEARCH_PROVENANCE}
+        if rec.get('weights') and not local: n['search already current'] += 1; continue
+        old, notes, prov = rec['id'], {}, rec.get('provenance') or {}
+        if not rec.get('weights'):
+            rec['weights'] = weights; prov = prov | dict(weights_source=source)
+            notes['weights'] = (f"set {day} by {tool} (was id {old}): searches did not record their weights; every other "
+                                f"record of this folder carries {weights}, the fingerprint of the model loaded here from {source}")
+        if local:
+            rec['calibration'] = {k: v for k, v in rec['calibration'].items() if k not in SEARCH_PROVENANCE}
+            prov = prov | dict(calibration=(prov.get('calibration') or {}) | local)
+            notes['calibration'] = f"moved {day} by {tool} (was id {old}): {', '.join(sorted(local))} from the identity to provenance"
+        rec['provenance'] = prov
+        moved[old] = _move(f, rec, notes); n['search re-keyed (new id)'] += 1
     for f, rec in recs.items():
         old = (rec.get('extra') or {}).get('search')
         if rec.get('experiment') == 'allocation-search' or old not in moved: continue
         rec['extra'] = rec['extra'] | dict(search=moved[old])
-        _move(f, rec, dict(search=f"set {day} by tools/adopt_gpu_records.py --weigh-searches: search {old} is now {moved[old]} "
+        _move(f, rec, dict(search=f"set {day} by {tool}: search {old} is now {moved[old]} "
                                   f"(was id {rec['id']})"))
         n['record re-pointed at its search (new id)'] += 1
     return n
@@ -148,20 +156,20 @@ def main(argv=None):
                    help="where the weights came from, exactly as the loader reports it here (checked, and the fingerprint)")
     p.add_argument('--backfill', action='store_true',
                    help='write --weights-source into the records under RESULTS/MODEL_NAME/ that lack it (no tar)')
-    p.add_argument('--weigh-searches', action='store_true',
-                   help='give the allocation searches under RESULTS/MODEL_NAME/ that lack weights the loaded fingerprint (no tar)')
+    p.add_argument('--rekey-searches', action='store_true',
+                   help="bring the allocation searches under RESULTS/MODEL_NAME/ to _search_config's identity (no tar)")
     a = p.parse_args(argv)
-    local = a.backfill or a.weigh_searches
-    if a.backfill and a.weigh_searches: p.error('--backfill and --weigh-searches are two runs: give one')
-    if local == (a.tar is not None): p.error('give either a tar to adopt or --backfill / --weigh-searches, not both or neither')
-    if local and not a.weights_source: p.error('--backfill and --weigh-searches need --weights-source')
+    local = a.backfill or a.rekey_searches
+    if a.backfill and a.rekey_searches: p.error('--backfill and --rekey-searches are two runs: give one')
+    if local == (a.tar is not None): p.error('give either a tar to adopt or --backfill / --rekey-searches, not both or neither')
+    if local and not a.weights_source: p.error('--backfill and --rekey-searches need --weights-source')
     if local and (a.commit or a.reweigh):
-        p.error('--backfill and --weigh-searches change no commit and no other fingerprint: no --commit or --reweigh')
+        p.error('--backfill and --rekey-searches change no commit and no other fingerprint: no --commit or --reweigh')
     weights = local_weights(a.model_name, a.weights_source) if a.weights_source else None
     if local:
         folder = Path(a.results)/a.model_name
         if not folder.is_dir(): p.error(f'{folder} is not a folder of records')
-        n = (backfill if a.backfill else weigh_searches)(folder, a.weights_source, weights)
+        n = (backfill if a.backfill else rekey_searches)(folder, a.weights_source, weights)
     else: n = adopt(a, weights)
     where = f"{a.results}/{a.model_name}/"
     print(f"{where} ({a.weights_source or 'no --weights-source'}; weights {weights or '-'}):")

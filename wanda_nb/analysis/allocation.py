@@ -24,11 +24,11 @@ from .evidence import as_frame, compare, decide, INCONCLUSIVE, CONFIRMED, REFUTE
 from .sweep import reseeded
 
 # %% auto #0
-__all__ = ['OWL_GRID', 'CLAIMS', 'MAIN', 'SMOL', 'count_group', 'reference', 'CalibScore', 'calib_score', 'first_windows',
-           'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows', 'calib_kl_step', 'study',
-           'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table', 'schedule_table',
-           'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery', 'study_cost',
-           'gpu_seconds', 'zeroshot_study', 'most_different']
+__all__ = ['SEARCH_PROVENANCE', 'OWL_GRID', 'CLAIMS', 'MAIN', 'SMOL', 'count_group', 'reference', 'CalibScore', 'calib_score',
+           'first_windows', 'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows',
+           'calib_kl_step', 'study', 'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table',
+           'schedule_table', 'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery',
+           'study_cost', 'gpu_seconds', 'zeroshot_study', 'most_different']
 
 # %% ../../nbs/26_allocation.ipynb #ab1b3d7c
 def count_group(method:str) -> str:
@@ -97,12 +97,16 @@ def _groups(groups, n:int):
     if isinstance(groups, int): return [list(map(int, g)) for g in np.array_split(np.arange(n), groups)]
     return [list(map(int, g)) for g in groups]
 
+SEARCH_PROVENANCE = ('source', 'tokenizer')   # calibration facts of this machine and version: recorded, not identity
+
 def _search_config(b, method, target, calib, sc, opts) -> dict:
-    "The configuration fields of a search record (what makes two searches the same search)."
+    "The configuration fields of a search record (what makes two searches the same search: the weights, not the name)."
+    cal = {k: v for k, v in calib.meta.items() if k not in SEARCH_PROVENANCE}
     return dict(experiment='allocation-search', model=b.name, weights=b.settings['weights'], method=method, sparsity=float(target),
-                structure='unstructured', group=get_method(method).groups[0], calibration=dict(calib.meta), eval_seqlen=None,
+                structure='unstructured', group=get_method(method).groups[0], calibration=cal, eval_seqlen=None,
                 dtype=b.settings['dtype'], extra=dict(score=sc.meta, **opts),
-                provenance=dict(weights_source=b.settings['weights_source']))   # the weights, not the name, identify a search
+                provenance=dict(weights_source=b.settings['weights_source'],
+                                calibration={k: calib.meta[k] for k in SEARCH_PROVENANCE if k in calib.meta}))
 
 # %% ../../nbs/26_allocation.ipynb #1d8f9bb6
 def _objective(b, method, calib, sc, sh, ref, cache:dict):
