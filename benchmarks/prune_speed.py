@@ -233,14 +233,6 @@ def sparsegpt_variant(**switches):
     return dataclasses.replace(base, solve_many=lambda Ws, sts, s, nm, blocksize, percdamp: sparsegpt_prune_many(
         Ws, [st.H for st in sts], s, nm, blocksize, percdamp, **switches))
 
-def with_method(variant, fn):
-    "`fn` run with METHODS['sparsegpt'] replaced by `variant` (restored after)."
-    def run(m):
-        old = METHODS['sparsegpt']; METHODS['sparsegpt'] = variant
-        try: return fn(m)
-        finally: METHODS['sparsegpt'] = old
-    return run
-
 # ---- the parts ---------------------------------------------------------------------------------------------------
 def bf16_rate(n=8192):
     "Measured dense bf16 matmul rate in FLOP/s on an n×n×n product of random data."
@@ -314,9 +306,8 @@ def part_sparsegpt(a, ids, t0):
     runs = [(ONE, '50%'), (NEW, '50%'), (ONE, '2:4'), (NEW, '2:4'), ('official schedule', '50%'), ('official schedule', '2:4')]
     def one_run(who, st, variant=None):
         nm = (2, 4) if st == '2:4' else None
-        kw = dict(method='sparsegpt', sparsity=None if nm else 0.5, structure='2:4' if nm else None)
-        fn = (lambda m: official_sparsegpt(m, ids, 0.5, nm)) if who.startswith('official') else \
-             with_method(variant or sparsegpt_variant(one=who == ONE), ours(ids, batch_size=a.batch_size, **kw))
+        kw = dict(method=variant or sparsegpt_variant(one=who == ONE), sparsity=None if nm else 0.5, structure='2:4' if nm else None)
+        fn = (lambda m: official_sparsegpt(m, ids, 0.5, nm)) if who.startswith('official') else ours(ids, batch_size=a.batch_size, **kw)
         m = build(a.cfg8, K)
         try: r = timed(f'{who} · sparsegpt {st}', m, fn)
         except Exception as e: rows.append(dict(setting=f'{who} · sparsegpt {st}', status=f'error: {type(e).__name__}: {e}'[:300])); return None

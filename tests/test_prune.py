@@ -106,3 +106,17 @@ def test_conv1d_stats_match_linear_view():
     X = torch.cat([b.ln_1(h).reshape(-1, h.shape[-1]) for h, _, _ in inps])
     torch.testing.assert_close(st['c_attn'].norm, X.norm(dim=0), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(st['c_attn'].H, 2 * X.T @ X / X.shape[0], atol=1e-4, rtol=1e-4)
+
+def test_a_method_variant_is_used_as_given():
+    "`method` may be a `Method` (a variant of a registered one): it prunes, the registry is untouched, the report names it."
+    import dataclasses
+    from wanda_nb.mask import magnitude_score
+    inverse = dataclasses.replace(METHODS['magnitude'], score=lambda W, st: -magnitude_score(W))   # prunes the largest
+    a, b = tiny_model('llama'), tiny_model('llama')
+    ra = prune_model(a, method='magnitude', sparsity=0.5, progress=False)
+    rb = prune_model(b, method=inverse, sparsity=0.5, progress=False)
+    wa = [m.weight for n, m in a.named_modules() if n.endswith('q_proj')][0]
+    wb = [m.weight for n, m in b.named_modules() if n.endswith('q_proj')][0]
+    assert ((wa == 0) & (wb == 0)).sum() == 0 and (wa == 0).float().mean() == 0.5   # complementary masks: the variant ran
+    assert ra.config['method'] == rb.config['method'] == 'magnitude' and 'impl' not in rb.config
+    assert METHODS['magnitude'].score is not inverse.score

@@ -12,7 +12,7 @@ from .arch import (decoder_blocks, block_linears, decoder_linears, weight, captu
                            linear_groups, check_layer_types)
 from .calib import CalibSet, collect_stats, replay, host_inputs, rank_windows, to_device
 from .mask import check_sparsity, parse_structure
-from .methods import METHODS, get_method, method_options, method_group, prune_weights
+from .methods import METHODS, Method, get_method, method_options, method_group, prune_weights
 from .allocation import ALLOCATIONS, check_schedule, owl_allocation, global_masks
 from .theory import rel_recon_error
 from .models import context_length
@@ -44,14 +44,14 @@ class PruneReport:
 # %% ../nbs/06_prune.ipynb #271ddae0
 def _check_method(method, sparsity, structure, group, options) -> dict:
     "Method, sparsity, N:M structure, comparison group and options, resolved against the registry."
-    m = get_method(method)
+    m = method if isinstance(method, Method) else get_method(method)   # a Method: a variant of a registered one
     if sparsity is not None: check_sparsity(sparsity)
     nm = parse_structure(f"{structure[0]}:{structure[1]}" if isinstance(structure, (tuple, list)) else structure)
     if nm and sparsity is not None and not math.isclose(sparsity, nm[0] / nm[1]):
         raise ValueError(f"structure {nm[0]}:{nm[1]} prunes {nm[0] / nm[1]:g} of the weights; sparsity={sparsity} "
                          f"contradicts it (leave sparsity=None)")
     s = check_sparsity(nm[0] / nm[1] if nm else (0.5 if sparsity is None else sparsity))
-    return dict(method=m.name, sparsity=s, structure=f"{nm[0]}:{nm[1]}" if nm else 'unstructured',
+    return dict(method=m.name, impl=m, sparsity=s, structure=f"{nm[0]}:{nm[1]}" if nm else 'unstructured',
                 group=method_group(m, group, nm), options=method_options(m, options))
 
 def _check_widths(model, structure:str):
@@ -83,7 +83,7 @@ def _check_allocation(allocation, nb:int, cfg:dict, explicit_sparsity:bool, bloc
     if allocation != 'uniform' and cfg['structure'] != 'unstructured':
         raise ValueError(f"N:M ({cfg['structure']}) fixes every layer's sparsity at n/m: allocation must be 'uniform'")
     if allocation == 'global':
-        if get_method(cfg['method']).needs != 'none': raise ValueError(
+        if cfg['impl'].needs != 'none': raise ValueError(
             f"allocation 'global' ranks all layers' scores together; {cfg['method']}'s scores depend on each layer's "
             f"activations, so only a method that needs no statistics (magnitude) may use it")
         if blocks is not None: raise ValueError("allocation 'global' ranks the whole model: it cannot be restricted to some blocks")
@@ -121,8 +121,8 @@ def _configure(model, calib, method, sparsity, structure, group, allocation, opt
     cfg |= dict(blocks=_check_blocks(blocks, nb))
     cfg |= _check_allocation(allocation, nb, cfg, sparsity is not None, cfg['blocks'])
     _check_widths(model, cfg['structure'])
-    needed = get_method(cfg['method']).needs != 'none' or recon or cfg['allocation'] == 'owl'
-    why = method + (' with recon=True' if recon else '') + (' with allocation owl' if cfg['allocation'] == 'owl' else '')
+    needed = cfg['impl'].needs != 'none' or recon or cfg['allocation'] == 'owl'
+    why = cfg['method'] + (' with recon=True' if recon else '') + (' with allocation owl' if cfg['allocation'] == 'owl' else '')
     return cfg | _check_calib(model, calib, needed, why)
 
 # %% ../nbs/06_prune.ipynb #1c0bd787
@@ -143,7 +143,7 @@ def _prune_block(block:nn.Module, # one decoder block, on the computation device
                  masks:dict|None=None # precomputed masks by in-block name (global allocation)
                 ) -> tuple: # (next block's inputs or None, {name: sparsity}, {name: recon error})
     "Steps 1–3 for one block: statistics on the dense block, masks in place, outputs for the next block."
-    m, lin, sp, rec, nm = get_method(cfg['method']), block_linears(block), {}, {}, parse_structure(cfg['structure'])
+    m, lin, sp, rec, nm = cfg['impl'], block_linears(block), {}, {}, parse_structure(cfg['structure'])
     dev, recon = next(block.parameters()).device, cfg['recon']
     seq = cfg['true_sequential'] and inps is not None
     groups = linear_groups(block, [to_device(inps[0], dev)]) if seq else [list(lin)]
@@ -187,7 +187,7 @@ def _allocate(model, calib, cfg:dict, owl_m:float, owl_lambda:float, batch_size:
 # %% ../nbs/06_prune.ipynb #88a9ac43
 def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder_blocks` finds)
                 calib:CalibSet|torch.Tensor|None=None, # calibration windows (nsamples, seqlen); magnitude needs none
-                method:str='wanda', # a registered method: `wanda_nb.methods.METHODS`
+                method:str|Method='wanda', # a registered method's name (`wanda_nb.methods.METHODS`), or a `Method` (a variant)
                 sparsity:float|None=None, # fraction to prune in [0, 1); None: 0.5, or N/M with `structure`
                 structure:str|tuple|None=None, # None / 'unstructured', or 'N:M' such as '2:4'
                 group:str|None=None, # comparison group (default: the method's first; see `METHODS`)
@@ -219,13 +219,13 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
     try:
         per_block, gmasks = _allocate(model, calib, cfg, owl_m, owl_lambda, batch_size, device, offload)
         T['allocation'] = _now(device) - t0; t = _now(device)
-        if get_method(cfg['method']).needs != 'none' or recon:
+        if cfg['impl'].needs != 'none' or recon:
             ids = calib.ids if isinstance(calib, CalibSet) else calib
             if distributed: ids = rank_windows(ids, batch_size) # this rank's whole batches
             inps = capture_inputs(model, ids, batch_size, home if offload else device)
             if offload: inps = host_inputs(inps, pin=device.type == 'cuda') # host memory, streamed through each block
         T['capture'] = _now(device) - t
-        for i, block in enumerate(tqdm(blocks, desc=f"{method} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
+        for i, block in enumerate(tqdm(blocks, desc=f"{cfg['method']} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
             if offload: block.to(device)
             if cfg['blocks'] is not None and i not in cfg['blocks']: # stays dense: only carry the inputs through it
                 if inps is not None:
@@ -236,7 +236,7 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
             if offload: block.to(home)
     finally: model.train(was_training)
     T['total'] = _now(device) - t0
-    return PruneReport(cfg, sp, T, rec if recon else None)
+    return PruneReport({k: v for k, v in cfg.items() if k != 'impl'}, sp, T, rec if recon else None)
 
 # %% ../nbs/06_prune.ipynb #fac7fdb3
 @torch.no_grad()
