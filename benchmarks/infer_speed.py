@@ -447,7 +447,6 @@ def stories():
         top = {k: x(seq).logits[:, lo:-1].float().argmax(-1) for k, x in (('sparse', back), ('dense', ref), ('fp32', f32))}
     r['greedy_sparse_vs_dense'] = agree(a, b) | dict(teacher_forced_argmax_equal=(top['sparse'] == top['dense']).float().mean().item())
     r['greedy_dense_vs_fp32'] = agree(b, c) | dict(teacher_forced_argmax_equal=(top['dense'] == top['fp32']).float().mean().item())
-    r['greedy_tokens_equal'], r['first_divergence'] = r['greedy_sparse_vs_dense']['tokens_equal'], r['greedy_sparse_vs_dense']['first_divergence']
     r['text_sparse'], r['text_dense'], r['text_fp32'] = (tok.decode(x[0].tolist()) for x in (a, b, c))
     return r
 
@@ -517,14 +516,15 @@ def report():
     if 'model' in P and 'matmul' in P:
         s.append(reconcile())
     if 'stories' in P:
-        st = P['stories']
+        st = P['stories']   # runs before the float32 control kept only the free-running comparison, as flat keys
+        g = st.get('greedy_sparse_vs_dense') or dict(tokens_equal=st['greedy_tokens_equal'], first_divergence=st['first_divergence'])
         s.append(f"\n## stories260K (trained), 2:4 magnitude, bf16 on the GPU, saved and loaded compressed\n\n"
                  f"File {st['file_bytes']} bytes; logits relative difference vs masked dense: {st['prefill_logits_rel']:.2e} at {st.get('shape_short')} tokens "
                  f"(Triton), {st.get('long_prefill_logits_rel', math.nan):.2e} at {st.get('shape_long')} (cuSPARSELt where it accepts the shapes, else dense); "
-                 f"greedy tokens equal (4 × 48): {st['greedy_tokens_equal']:.3f} (first divergence at {st['first_divergence']}); "
+                 f"greedy tokens equal (4 × 48): {g['tokens_equal']:.3f} (first divergence at {g['first_divergence']}); "
                  f"prepare: {st['prepare']}.\n")
         if 'greedy_dense_vs_fp32' in st:
-            g, h = st['greedy_sparse_vs_dense'], st['greedy_dense_vs_fp32']
+            h = st['greedy_dense_vs_fp32']
             s.append(f"\nAgainst the control (the masked dense model in bf16 vs the same model in float32; prompt {st.get('shape_short')}): "
                      f"free-running tokens equal {g['tokens_equal']:.3f} (2:4 vs dense) and {h['tokens_equal']:.3f} (bf16 vs float32), "
                      f"first divergence at {g['first_divergence']} and {h['first_divergence']}; teacher-forced on the dense "
@@ -584,6 +584,7 @@ def merge(paths:list) -> None:
     got = {}
     for r in runs:
         for name, res in r['parts'].items():
+            if name in omit: continue
             base = (r.get('floor_basis') or {}).get(name) or (dict(bw=r['parts']['device']['copy_bw'], rate=r['parts']['device']['bf16_flops'])
                                                           if 'device' in r['parts'] else LEGACY_BASIS)
             got[name] = (res, base, r)
@@ -591,10 +592,8 @@ def merge(paths:list) -> None:
     gpu = runs[-1]['env']['gpu']   # the data-sheet bandwidth of this GPU (runs before the NOMINAL table wrote 4.8 TB/s on any)
     RES['parts']['device'] = got['device'][0] | dict(nominal_bw=next((v for k, v in NOMINAL.items() if k in gpu), None))
     for name, (res, base, r) in got.items():
-        if name != 'device': RES['parts'][name] = rebase(res, base, dict(bw=bw(), rate=rate()))
-        RES['floor_basis'][name] = dict(bw=bw(), rate=rate())
+        if name != 'device': RES['parts'][name] = rebase(res, base, dict(bw=bw(), rate=rate())); RES['floor_basis'][name] = dict(bw=bw(), rate=rate())
         RES.setdefault('part_seconds', {})[name] = (r.get('part_seconds') or {}).get(name)
-    for k in omit: got.pop(k, None)
     RES['errors'] = {k: v for r in runs for k, v in r['errors'].items() if k not in got} | {k: f'omitted: {v}' for k, v in omit.items()}
     walls = [sum(v for v in (r.get('part_seconds') or {}).values() if v) for r in runs]
     RES['env'] = runs[-1]['env'] | dict(command='python benchmarks/infer_speed.py ' + shlex.join(sys.argv[1:]), wall_s=sum(walls),

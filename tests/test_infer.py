@@ -193,6 +193,10 @@ def test_benchmark_merge(tmp_path):
     b = m['parts']['matmul']['block']
     assert abs(b[0]['floor_ms'] - 1.0 * 4.8e12 / 2e12) < 1e-9 and abs(b[1]['floor_ms'] - 3.0 * 7e14 / 5e14) < 1e-9
     assert [x['wall_s'] for x in m['env']['merged_from']] == [1.0, 2.0]
+    r = run(str(tmp_path/'0.json'), str(tmp_path/'1.json'), '--omit', 'matmul:made wrong', '--out', str(tmp_path/'o'))
+    o = json.loads((tmp_path/'o/infer_speed.json').read_text())   # an omitted part is not published, only its reason
+    assert r.returncode == 0 and sorted(o['parts']) == ['device'] and o['errors']['matmul'] == 'omitted: made wrong'
+    assert 'One block' not in (tmp_path/'o/infer_speed.md').read_text()
     (tmp_path/'2.json').write_text(json.dumps(runs[1] | dict(env=env | dict(commit='e' * 40))))
     r = run(str(tmp_path/'0.json'), str(tmp_path/'2.json'), '--out', str(tmp_path/'n'))
     assert r.returncode != 0 and 'differ in commit or GPU' in r.stderr and not (tmp_path/'n').exists()

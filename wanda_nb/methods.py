@@ -49,8 +49,9 @@ def register_method(m:Method) -> Method:
     METHODS[m.name] = m
     return m
 
-def get_method(name:str) -> Method:
-    "The registered method called `name`, or one clear error listing them."
+def get_method(name:str|Method) -> Method:
+    "The registered method called `name` (a `Method` itself: a variant, returned as is), or one clear error listing them."
+    if isinstance(name, Method): return name
     if name not in METHODS: raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(METHODS)}")
     return METHODS[name]
 
@@ -92,7 +93,7 @@ def prune_weight(W:Tensor, # (d_out, d_in) weight view, changed in place
                  options:dict|None=None, # the method's options (defaults filled in)
                 ) -> Tensor: # (d_out, d_in) bool mask, True = pruned
     "Prune one weight matrix in place with `method`; return its mask."
-    m = get_method(method) if isinstance(method, str) else method
+    m = get_method(method)
     opts = method_options(m, options)
     if m.solve is not None:
         W_new, mask = m.solve(W, stats, sparsity, nm, **opts); W.copy_(W_new)
@@ -112,7 +113,7 @@ def prune_weights(Ws:dict, # name -> (d_out, d_in) weight view, changed in place
                   options:dict|None=None, # the method's options (defaults filled in)
                  ) -> dict: # name -> (d_out, d_in) bool mask, True = pruned
     "Prune several weight matrices of one block in place with `method` (together, if it has `solve_many`); their masks."
-    m, stats = get_method(method) if isinstance(method, str) else method, stats or {}
+    m, stats = get_method(method), stats or {}
     if m.solve_many is None: return {k: prune_weight(W, m, sparsity, nm, group, stats.get(k), options) for k, W in Ws.items()}
     res = m.solve_many(list(Ws.values()), [stats.get(k) for k in Ws], sparsity, nm, **method_options(m, options))
     for W, (W_new, _) in zip(Ws.values(), res): W.copy_(W_new)

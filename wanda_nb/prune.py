@@ -44,7 +44,7 @@ class PruneReport:
 # %% ../nbs/06_prune.ipynb #271ddae0
 def _check_method(method, sparsity, structure, group, options) -> dict:
     "Method, sparsity, N:M structure, comparison group and options, resolved against the registry."
-    m = method if isinstance(method, Method) else get_method(method)   # a Method: a variant of a registered one
+    m = get_method(method)   # a name, or a Method (a variant of a registered one)
     if sparsity is not None: check_sparsity(sparsity)
     nm = parse_structure(f"{structure[0]}:{structure[1]}" if isinstance(structure, (tuple, list)) else structure)
     if nm and sparsity is not None and not math.isclose(sparsity, nm[0] / nm[1]):

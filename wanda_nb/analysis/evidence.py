@@ -92,7 +92,6 @@ def describe(p:Protocol, df:pd.DataFrame|None=None) -> str:
     cal = ('no calibration' if p.calib is None else
            f"calibration {p.calib[0]}/{p.calib[1]} ({p.calib[2]} sampler, {int(p.calib[3])} × {int(p.calib[4])} tokens)")
     seqlen, wins = p.eval.split('|', 1)
-    seqlen = f"{float(seqlen):g}" if seqlen.replace('.', '', 1).isdigit() else seqlen   # 512.0 -> 512
     ev = ', '.join(f"{c} {n} × {seqlen}" for c, n in json.loads(wins).items())
     s = f"{p.model} · {cal} · evaluation {ev} tokens · {p.dtype}"
     if p.variant != '{}': s += f" · {p.variant}"
@@ -110,13 +109,13 @@ def select(df:pd.DataFrame, p:Protocol, **where) -> pd.DataFrame:
 # %% ../../nbs/19_evidence.ipynb #3eb6efc2
 RUN = ['model', 'method', 'sparsity', 'structure', 'group', 'seed', 'eval', 'dtype', 'variant']
 
+def _run_key(df:pd.DataFrame) -> pd.Series: return df[RUN + ['calib']].apply(lambda col: col.map(str)).agg('|'.join, axis=1)
+
 def dedupe(df:pd.DataFrame) -> pd.DataFrame:
     "One record per run configuration: the newest clean one, else the newest."
     if df.empty: return df
     order = df.assign(_k=_run_key(df)).sort_values(['clean', 'date'], kind='stable')
     return order.drop_duplicates('_k', keep='last').drop(columns='_k').sort_index()
-
-def _run_key(df:pd.DataFrame) -> pd.Series: return df[RUN + ['calib']].apply(lambda col: col.map(str)).agg('|'.join, axis=1)
 
 def reruns(df:pd.DataFrame, # records (`as_frame`)
            col:str, # the metric, e.g. 'metrics.ppl.wikitext2'
