@@ -22,7 +22,7 @@ PLANS = dict(   # study -> (what it runs, roughly) — the order given by --plan
     sweep='the rest of the sweep: 10-90% and 4:8, seed 0',
     owl='OWL+Wanda at 50/60/70% (and uniform Wanda at 60%), the seeds of --owl-seeds',
     quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, the Q4_1 model as it is; int3/int3-g64 alone',
-    allocation='uniform / OWL / learned schedule at 50% and 70% (the allocation study, SmolLM2 plan)',
+    allocation='uniform / OWL / global / learned schedule at 50% then 70%, calibration seeds 0-2 (the allocation study, SmolLM2 plan)',
     recovery='fine-tuning with the mask held fixed (the recovery study, SmolLM2 plan)',
 )
 
@@ -107,7 +107,7 @@ def _run(st, B, root, a, say):
                 progress=False)
     elif st == 'allocation':
         from wanda_nb.analysis import allocation as A
-        A.study(B, root/'allocation', **(A.SMOL | dict(seeds=(0,))))
+        A.study(B, root/'allocation', **A.SMOL) # target-major: seeds 0-2 at 50% (a verdict) before 70%
     elif st == 'recovery':
         from wanda_nb.analysis import recovery as R
         R.study(B, root/'recovery', **getattr(R, 'SMOLLM2', {}))
