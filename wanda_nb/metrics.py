@@ -148,9 +148,10 @@ def evaluate(model, tokenizer,
     out = {}
     for c in map(_eval_corpus, corpora):
         w = eval_windows(c, tokenizer, seqlen, join, max_windows)
-        r = perplexity(model, w, batch_size, device) | dict(split=c.split, join=join)
-        if dense is not None: r |= kl_to_dense(model, dense, w, batch_size, device)
-        out[c.name] = r
+        if dense is None: r = perplexity(model, w, batch_size, device)
+        else: # KL's pass gives the perplexity too (the same sum in the same order): no second pass of the pruned model
+            r = kl_to_dense(model, dense, w, batch_size, device) | dict(n_windows=len(w), seqlen=w.shape[1])
+        out[c.name] = r | dict(split=c.split, join=join)
     return out
 
 # %% ../nbs/07_metrics.ipynb #8f3504e7
