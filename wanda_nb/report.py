@@ -335,7 +335,8 @@ def _sec_tasks(c:_Ctx) -> str:
             w, m = by['wanda'], by['magnitude']
             k = config_contrast(tm, w, m); k = k[~k['dense_at_chance']]
             if k.empty: continue
-            out.append(f"\n{w} − {m}, {metric}, tasks above chance (points, paired over the same documents): " + '; '.join(
+            out.append(f"\n{w} − {m}, {metric}, tasks above chance (points, paired over the same documents"
+                       + (', one calibration seed: the seed spread is not in the error' if len(seeds) == 1 else '') + "): " + '; '.join(
                 f"{task} {100 * r['diff']:+.1f} ± {100 * r['se']:.1f}" + (f" ({r['better']} better)" if r['better'] else ' (inconclusive)')
                 for task, r in k.iterrows()) + '.')
     if t['dense_at_chance'].all() and (tn is None or tn['dense_at_chance'].all()):
