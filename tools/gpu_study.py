@@ -24,6 +24,8 @@ PLANS = dict(   # study -> (what it runs, roughly) — the order given by --plan
     quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, the Q4_1 model as it is; int3/int3-g64 alone',
     allocation='uniform / OWL / global / learned schedule at 50% then 70%, calibration seeds 0-2 (the allocation study, SmolLM2 plan)',
     recovery='fine-tuning with the mask held fixed (the recovery study, SmolLM2 plan)',
+    **{'allocation-zeroshot': 'zero-shot (all eight tasks, --tasks-limit) of dense, uniform, OWL, global and learned Wanda at the '
+                              'sparsity where allocations differ most, seed 0; the allocation study\'s searches reused'},
 )
 
 class Budget(Exception): "The time budget is spent."
@@ -108,6 +110,12 @@ def _run(st, B, root, a, say):
     elif st == 'allocation':
         from wanda_nb.analysis import allocation as A
         A.study(B, root/'allocation', **A.SMOL) # target-major: seeds 0-2 at 50% (a verdict) before 70%
+    elif st == 'allocation-zeroshot':
+        from wanda_nb.analysis import allocation as A
+        s = A.most_different(A.allocation_frame(root/'allocation'))
+        say(f"  allocations differ most at {s:.0%}")
+        A.zeroshot_study(B, root/'allocation', sparsity=s, limit=a.tasks_limit or None,
+                         **{k: A.SMOL[k] for k in ('search', 'search_windows', 'score_windows')})
     elif st == 'recovery':
         from wanda_nb.analysis import recovery as R
         R.study(B, root/'recovery', **getattr(R, 'SMOLLM2', {}))

@@ -453,14 +453,15 @@ SMOL = dict(sparsities=(0.5, 0.7), seeds=(0, 1, 2), owl_grid=((5., 0.08),), sens
             search_windows=32, score_windows=16)                     # the search prunes on 32 windows, KL on 16
 
 # %% ../../nbs/26_allocation.ipynb #ce2c187c
-def zeroshot_study(b, out, sparsity:float, seeds=(0,), methods=('wanda',), tasks=None, limit=None, search:dict|None=None):
+def zeroshot_study(b, out, sparsity:float, seeds=(0,), methods=('wanda',), tasks=None, limit=None, search:dict|None=None,
+                   search_windows:int|None=None, score_windows:int|None=None): # as given to `study`: its searches are reused
     "Zero-shot accuracy (and ppl, KL) of uniform, OWL (5, 0.08), global and learned at one sparsity; searches are reused."
     from wanda_nb.zeroshot import TASKS
     evals, t0 = ('ppl', 'kl', 'zeroshot'), time.time()
     run_one(b, 'dense', out=Path(out), experiment='allocation', evals=evals, tasks=tasks or TASKS, limit=limit)
     for seed in seeds:
         _one_seed(b, Path(out), sparsity, seed, methods, ((5., 0.08),), True, False, search, evals, False, t0,
-                  dict(tasks=tasks or TASKS, limit=limit))
+                  dict(tasks=tasks or TASKS, limit=limit), search_windows=search_windows, score_windows=score_windows)
     return Path(out)
 
 def most_different(df:pd.DataFrame, corpus:str='wikitext2', method:str='wanda',
