@@ -113,3 +113,17 @@ def test_rekey_searches_moves_a_search_and_the_record_that_used_it(tmp_path, sto
     assert adopt.rekey_searches(root, src, fp) == {'search already current': 1}   # idempotent
     save_record(run_record(model='stories260K', method='wanda', sparsity=0.7, weights=OTHER, experiment='allocation'), root/'allocation')
     with pytest.raises(SystemExit, match='cannot be inferred'): adopt.rekey_searches(root, src, fp)   # two fingerprints: refused
+
+def test_adopted_searches_land_where_the_study_resumes_them(tmp_path, stories):
+    "A learned-allocation search goes to allocation/search (where `allocation.study` looks), not to a folder named after its experiment."
+    fp = stories['weights']
+    search = run_record(model='stories260K', method='wanda', sparsity=0.5, weights=fp, experiment='allocation-search', metrics=dict(schedule=[.5]))
+    run = _rec(fp, 0.5) | dict(experiment='allocation'); run['id'] = record_id(run)
+    d = tmp_path/'call'; d.mkdir()
+    for r in (search, run): (d/f"{r['id']}.json").write_text(json.dumps(r))
+    with tarfile.open(tmp_path/'records.tar.gz', 'w:gz') as t: t.add(d, arcname='results')
+    n = adopt.main([str(tmp_path/'records.tar.gz'), '--model-name', 'stories260K', '--results', str(tmp_path/'results')])
+    assert n == {'adopted': 2}
+    root = tmp_path/'results'/'stories260K'
+    assert (root/'allocation'/'search'/f"{search['id']}.json").exists() and (root/'allocation'/f"{run['id']}.json").exists()
+    assert not (root/'allocation-search').exists()

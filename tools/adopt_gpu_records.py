@@ -117,6 +117,13 @@ def rekey_searches(folder:Path, source:str, weights:str) -> collections.Counter:
         n['record re-pointed at its search (new id)'] += 1
     return n
 
+FOLDERS = {'allocation-search': 'allocation/search'} # where `allocation.study` writes its searches and looks for them again
+
+def folder(rec:dict) -> str:
+    "The folder under results/<model>/ where the study that made `rec` reads it back (its experiment, unless FOLDERS says)."
+    e = rec.get('experiment', 'main')
+    return FOLDERS.get(e, e)
+
 def adopt(a, weights:str|None) -> collections.Counter:
     "Adopt the records of tar `a.tar` into `a.results/a.model_name/`; count what happened."
     n = collections.Counter()
@@ -142,7 +149,7 @@ def adopt(a, weights:str|None) -> collections.Counter:
             if notes: rec['provenance'] = (rec.get('provenance') or {}) | {'adopted': notes}
             if weights is not None: n[fill_source(rec, a.weights_source, weights)] += 1
             assert record_id(rec) == rid, f"{rid}: renaming changed the id (a record without weights?)"
-            out = Path(a.results)/a.model_name/rec.get('experiment', 'main')/f'{rid}.json'
+            out = Path(a.results)/a.model_name/folder(rec)/f'{rid}.json'
             if out.exists(): n['already there (left alone)'] += 1; continue
             save_record(rec, out.parent); n['adopted'] += 1
     return n
