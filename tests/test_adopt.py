@@ -127,3 +127,16 @@ def test_adopted_searches_land_where_the_study_resumes_them(tmp_path, stories):
     root = tmp_path/'results'/'stories260K'
     assert (root/'allocation'/'search'/f"{search['id']}.json").exists() and (root/'allocation'/f"{run['id']}.json").exists()
     assert not (root/'allocation-search').exists()
+
+def test_adopt_keeps_the_recovery_learning_rates(tmp_path):
+    "recovery/lr.json (the learning rates later calls reuse) is adopted once, and a different one later is reported, not written."
+    d = tmp_path/'call'/'SmolLM2-135M'/'recovery'; d.mkdir(parents=True)
+    (d/'lr.json').write_text(json.dumps(dict(masked=1e-4)))
+    with tarfile.open(tmp_path/'r.tar.gz', 'w:gz') as t: t.add(tmp_path/'call', arcname='results')
+    argv = [str(tmp_path/'r.tar.gz'), '--model-name', 'SmolLM2-135M', '--results', str(tmp_path/'results')]
+    assert adopt.main(argv) == {'lr.json adopted': 1}
+    lr = tmp_path/'results'/'SmolLM2-135M'/'recovery'/'lr.json'
+    assert json.loads(lr.read_text()) == dict(masked=1e-4)
+    (d/'lr.json').write_text(json.dumps(dict(masked=3e-4)))
+    with tarfile.open(tmp_path/'r.tar.gz', 'w:gz') as t: t.add(tmp_path/'call', arcname='results')
+    assert list(adopt.main(argv)) == [f'lr.json differs from {lr} (left alone)'] and json.loads(lr.read_text()) == dict(masked=1e-4)

@@ -129,7 +129,11 @@ def adopt(a, weights:str|None) -> collections.Counter:
     n = collections.Counter()
     with tempfile.TemporaryDirectory() as d:
         with tarfile.open(a.tar) as t: t.extractall(d, filter='data')
-        files = [f for f in Path(d).rglob('*.json') if f.name != 'gpu_study.log']
+        for f in Path(d).rglob('recovery/lr.json'): # the recovery study's learning-rate choices, which later calls reuse
+            out = Path(a.results)/a.model_name/'recovery'/'lr.json'
+            if not out.exists(): out.parent.mkdir(parents=True, exist_ok=True); out.write_text(f.read_text()); n['lr.json adopted'] += 1
+            elif json.loads(out.read_text()) != json.loads(f.read_text()): n[f'lr.json differs from {out} (left alone)'] += 1
+        files = [f for f in Path(d).rglob('*.json') if f.name not in ('gpu_study.log', 'lr.json')]
         recs = [json.loads(f.read_text()) for f in sorted(files)]
         recs = [r for r in recs if {'model', 'method', 'sparsity'} <= set(r)]
         old = lambda r: a.reweigh is not None and r.get('weights') == a.reweigh[0]
