@@ -331,9 +331,13 @@ CLAIMS = (('2', 'global ranking beats uniform (magnitude)', 'magnitude', 'global
           ('3', 'a learned schedule beats OWL (M=5, λ=0.08) (magnitude)', 'magnitude', 'learned', 'OWL M=5 λ=0.08'))
 
 # %% ../../nbs/26_allocation.ipynb #c8697773
+def _calibrated(method:str, *labels) -> bool:
+    "Whether a side of the comparison reads calibration data (the score, OWL's outlier ratios, a learned search): a seed matters."
+    return get_method(method).needs != 'none' or any(l not in ('uniform', 'global') for l in labels)
+
 def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is added here)
                         corpora=('stories', 'wikitext2'), metric:str='kl', z:float=2.0, claims=CLAIMS,
-                       ) -> pd.DataFrame: # one row per claim × target × corpus: diff, u, z, d_achieved, verdict, note
+                       ) -> pd.DataFrame: # one row per claim × target × corpus: n, calibrated, diff, u, z, d_achieved, verdict, note
     "The verdict on every claim of extensions 2 and 3, per target and corpus, from paired differences."
     df, rows = tuned_owl(df), []
     for ext, claim, method, a, bb in claims:
@@ -343,9 +347,10 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
             for c in corpora:
                 r = _compare(A, B, c, metric) if len(A) and len(B) else None
                 v = INCONCLUSIVE if r and r['u'] == 0 and r['diff'] == 0 else decide(r, '<', z) # identical runs
-                one = bool(r) and r['n'] == 1 and v in (CONFIRMED, REFUTED)   # seed spread unmeasured: not a finding
+                cal = _calibrated(method, a, bb) # magnitude, uniform against global: no calibration data, no seed spread
+                one = bool(r) and r['n'] == 1 and cal and v in (CONFIRMED, REFUTED) # seed spread unmeasured: not a finding
                 note, v = (f"one seed: would be {v}", INCONCLUSIVE) if one else ('', v)
-                rows.append(dict(extension=ext, claim=claim, target=target, corpus=c, n=r['n'] if r else 0,
+                rows.append(dict(extension=ext, claim=claim, target=target, corpus=c, n=r['n'] if r else 0, calibrated=cal,
                                  diff=r['diff'] if r else np.nan, u=r['u'] if r else np.nan, z=r['z'] if r else np.nan,
                                  d_achieved=(r['achieved_a'] - r['achieved_b']) if r else np.nan, verdict=v, note=note))
     return pd.DataFrame(rows)
