@@ -8,7 +8,8 @@ import argparse, functools, json, math, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, reruns, seed_stats, compare, decide, say,
-                                        provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE)
+                                        provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE,
+                                        NOT_MEASURED)
 from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
 from .analysis.layerwise import layer_profile, sensitivity, owl_vs_uniform
 from .analysis.tasks import task_drops, distinguishable, same_documents, config_contrast, drops_table
@@ -17,12 +18,9 @@ from .analysis.sweep import sweep_table, collapse_point, increase
 from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, block_claims, speedup_text, model_speed, model_speed_text
 
 # %% auto #0
-__all__ = ['NOT_MEASURED', 'SEED_CLAIMS', 'md_table', 'headline_table', 'headline', 'report', 'load_speed', 'demo_records',
-           'main']
+__all__ = ['SEED_CLAIMS', 'md_table', 'headline_table', 'headline', 'report', 'load_speed', 'demo_records', 'main']
 
 # %% ../nbs/30_report.ipynb #00ba784a
-NOT_MEASURED = 'not measured'
-
 def _num(x):
     if x is None or x != x: return '—'
     if isinstance(x, (int, np.integer)) or float(x).is_integer() and abs(x) >= 1000: return f"{x:,.0f}"
@@ -599,7 +597,7 @@ def _sec_ext(c:_Ctx) -> str:
         c.use('5.2', A)
         corp = [k for k in ('stories', 'wikitext2') if f'metrics.kl_windows.{k}' in A and A[f'metrics.kl_windows.{k}'].notna().all()]
         v = verdict_summary(allocation_verdicts(A, corpora=corp)).reset_index()
-        out.append(f"2. *Layer-wise vs global allocation, learned schedules* ({(ns := A['seed'].nunique())} calibration seed{'s' if ns != 1 else ''}; KL to dense "
+        out.append(f"2. *Layer-wise vs global allocation, learned schedules* (calibration seeds {', '.join(str(int(x)) for x in sorted(A['seed'].dropna().unique()))}; `seeds`: how many a comparison pairs; KL to dense "
                    "paired over windows and seeds, difference ± its uncertainty; confirmed/refuted only when every corpus agrees "
                    "beyond twice the uncertainty; nbs/26_allocation.ipynb):\n\n" + md_table(v.drop(columns='extension'), index=False))
     q = c.df[c.df['experiment'] == 'quantization'] if 'experiment' in c.df else c.df.iloc[:0]

@@ -20,7 +20,7 @@ from ..metrics import kl_to_dense, dense_logprobs
 from ..prune import prune_model
 from ..experiment import run_one, Step
 from ..records import run_record, save_record, find_record
-from .evidence import as_frame, compare, decide, INCONCLUSIVE, CONFIRMED, REFUTED
+from .evidence import as_frame, compare, decide, INCONCLUSIVE, CONFIRMED, REFUTED, NOT_MEASURED
 from .sweep import reseeded
 
 # %% auto #0
@@ -327,6 +327,7 @@ CLAIMS = (('2', 'global ranking beats uniform (magnitude)', 'magnitude', 'global
           ('2', "OWL's layer-wise rule (M=5, λ=0.08) beats uniform (magnitude)", 'magnitude', 'OWL M=5 λ=0.08', 'uniform'),
           ('3', 'a learned schedule beats uniform (Wanda)', 'wanda', 'learned', 'uniform'),
           ('3', 'a learned schedule beats OWL tuned on calibration (Wanda)', 'wanda', 'learned', 'OWL tuned on calibration'),
+          ('3', 'a learned schedule beats OWL (M=5, λ=0.08) (Wanda)', 'wanda', 'learned', 'OWL M=5 λ=0.08'), # without a grid
           ('3', 'a learned schedule beats uniform (magnitude)', 'magnitude', 'learned', 'uniform'),
           ('3', 'a learned schedule beats OWL (M=5, λ=0.08) (magnitude)', 'magnitude', 'learned', 'OWL M=5 λ=0.08'))
 
@@ -347,6 +348,7 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
             for c in corpora:
                 r = _compare(A, B, c, metric) if len(A) and len(B) else None
                 v = INCONCLUSIVE if r and r['u'] == 0 and r['diff'] == 0 else decide(r, '<', z) # identical runs
+                if not (len(A) and len(B)): v = NOT_MEASURED # e.g. no OWL grid, so no tuned OWL: the study did not run it
                 cal = _calibrated(method, a, bb) # magnitude, uniform against global: no calibration data, no seed spread
                 one = bool(r) and r['n'] == 1 and cal and v in (CONFIRMED, REFUTED) # seed spread unmeasured: not a finding
                 note, v = (f"one seed: would be {v}", INCONCLUSIVE) if one else ('', v)
@@ -357,13 +359,13 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
 
 # %% ../../nbs/26_allocation.ipynb #72535415
 def verdict_summary(v:pd.DataFrame) -> pd.DataFrame:
-    "One verdict per claim and target: confirmed/refuted when every corpus agrees, else inconclusive; with the numbers."
+    "One verdict per claim and target: confirmed/refuted when every corpus agrees, else inconclusive; the seeds paired; the numbers."
     def one(d):
         vs = set(d.verdict)
         verdict = vs.pop() if len(vs) == 1 else 'inconclusive'
         nums = '; '.join(f"{r.corpus}: no records of one side" if r['diff'] != r['diff'] else
                          f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" + (f" ({r.note})" if r.get('note') else '') for _, r in d.iterrows())
-        return pd.Series(dict(verdict=verdict, numbers=nums))
+        return pd.Series(dict(verdict=verdict, seeds=int(d['n'].min()), numbers=nums))
     return v.groupby(['extension', 'claim', 'target'], sort=False).apply(one, include_groups=False)
 
 # %% ../../nbs/26_allocation.ipynb #cd98ce49

@@ -13,9 +13,9 @@ from ..metrics import paired_diff
 from ..methods import METHODS
 
 # %% auto #0
-__all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'EVAL_SETS', 'as_frame', 'Protocol',
-           'protocol_of', 'describe', 'select', 'dedupe', 'reruns', 'seed_stats', 't975', 't_scaled', 'compare',
-           'decide', 'matched', 'say', 'provenance', 'clean_only']
+__all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'NOT_MEASURED', 'EVAL_SETS', 'as_frame',
+           'Protocol', 'protocol_of', 'describe', 'select', 'dedupe', 'reruns', 'seed_stats', 't975', 't_scaled',
+           'compare', 'decide', 'matched', 'say', 'provenance', 'clean_only']
 
 # %% ../../nbs/19_evidence.ipynb #c5d4ca1b
 _DEFAULTS = dict(experiment='main', model='?', method='?', sparsity=0.0, structure='unstructured', group=None,
@@ -207,6 +207,7 @@ def compare(a:pd.DataFrame, # records of configuration A under one protocol (one
 
 # %% ../../nbs/19_evidence.ipynb #196191eb
 CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE = 'confirmed', 'refuted', 'inconclusive', 'not measurable on this model'
+NOT_MEASURED = 'not measured' # measurable here, but the records of one side are not made yet
 
 def decide(c:dict|None, # a `compare` result, or None
            expect:str='<', # the claim: A − B < 0 ('<') or > 0 ('>')
