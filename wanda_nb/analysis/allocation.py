@@ -404,6 +404,7 @@ def plot_schedule(st:pd.DataFrame, title:str=''):
     if 'single_block_kl' in st:
         axs[2].bar(st.index, st['single_block_kl'], yerr=st['single_block_kl_sd'].fillna(0), capsize=2)
         axs[2].set(xlabel='block', title='KL with only this block pruned')
+    else: axs[2].axis('off'); axs[2].text(0.5, 0.5, 'single-block sensitivity:\nnot measured (no single-block runs)', ha='center', va='center')
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
