@@ -507,7 +507,7 @@ def _sec_finetune(c:_Ctx) -> str:
     if rec.empty:
         c.claim('finetune', NOT_MEASURED, 'the recovery study (nbs/27_recovery.ipynb) writes these records')
         return '\n'.join(out + ["Not measured yet: the recovery study (nbs/27_recovery.ipynb) writes the records."])
-    from wanda_nb.analysis.recovery import recovery_rows, gap_table, method_gap
+    from wanda_nb.analysis.recovery import recovery_rows, gap_table, method_gap, at_current_lr
     ev = rec['eval'].value_counts().index[0]                  # one evaluation protocol: the recovery study's
     rec = rec[rec['eval'] == ev]
     dense = dedupe(c.df[(c.df['method'] == 'dense') & (c.df['eval'] == ev)]).iloc[:1]
@@ -516,7 +516,7 @@ def _sec_finetune(c:_Ctx) -> str:
         c.claim('finetune', NOT_MEASURED, 'recovery records without a dense run under their protocol')
         return '\n'.join(out + ["Recovery records exist, but no dense run under their evaluation protocol: the gaps cannot be computed."])
     c.use('3.5', pd.concat([dense, rec]))
-    g = gap_table(recovery_rows(pd.concat([dense, rec], ignore_index=True), corpus))
+    g = gap_table(at_current_lr(recovery_rows(pd.concat([dense, rec], ignore_index=True), corpus))) # one lr per kind: the newest choice
     keys = ['method', 'structure', 'sparsity', 'kind', 'loss']
     top = g[g['tokens'] == g.groupby(keys)['tokens'].transform('max')]       # each recovery at its largest budget
     t = top.groupby(keys).agg(seeds=('seed', 'nunique'), tokens=('tokens', 'first'), kl_before=('kl_before', 'mean'),
@@ -543,7 +543,7 @@ def _sec_finetune(c:_Ctx) -> str:
     c.claim('finetune', v, what)
     pruned = c.df[(c.df['eval'] == ev) & (c.df['experiment'] == 'recovery') & c.df['method'].isin(set(rec['method']))
                   & ~c.df['id'].isin(set(rec['id']))]   # the same runs unrecovered: the one-shot difference
-    mg = method_gap(recovery_rows(pd.concat([dedupe(pruned), rec], ignore_index=True), corpus))
+    mg = method_gap(at_current_lr(recovery_rows(pd.concat([dedupe(pruned), rec], ignore_index=True), corpus)))
     if len(mg): # each recovery at its largest budget, as above; several seeds averaged (se: the mean per-seed window se)
         k = ['structure', 'sparsity', 'kind', 'loss']
         mg = mg[mg['tokens'] == mg.groupby(k)['tokens'].transform('max')].groupby(k + ['tokens'], sort=False).agg(

@@ -14,7 +14,8 @@ from ..experiment import bench, run_one
 from .calibration import held_out
 
 # %% auto #0
-__all__ = ['CONFIGS', 'recovery_bench', 'study', 'choose_lr', 'recovery_rows', 'gap_table', 'method_gap', 'seed_table']
+__all__ = ['CONFIGS', 'recovery_bench', 'study', 'choose_lr', 'recovery_rows', 'at_current_lr', 'gap_table', 'method_gap',
+           'seed_table']
 
 # %% ../../nbs/27_recovery.ipynb #9e1c190a
 def recovery_bench(model:str='stories260K', dtype:str='float32', device:str='cpu',
@@ -100,7 +101,7 @@ def recovery_rows(df:pd.DataFrame, # `load_records` of a recovery study (dense r
         kind = st.get('kind', 'none') # loss: 'block' for recon, '-' unrecovered; seed -1 unrecovered (no NaN in keys)
         row = dict(method=r['method'], structure=r['structure'], sparsity=r['sparsity'], kind=kind,
                    tokens=st.get('tokens', 0), seed=st.get('seed', -1), loss=st.get('loss', 'block' if kind == 'recon' else '-'),
-                   lr=st.get('lr'), data=st.get('data', '-'),
+                   lr=st.get('lr', 0.), data=st.get('data', '-'), date=r.get('date'), # lr 0: unrecovered
                    tokens_seen=_get(r, 'metrics.recover.tokens_seen', 0), seconds=_get(r, 'metrics.recover.seconds', 0.),
                    sparsity_before=_get(r, 'metrics.recover.sparsity_before', r['metrics.achieved_sparsity']),
                    achieved=r['metrics.achieved_sparsity'])
@@ -109,6 +110,13 @@ def recovery_rows(df:pd.DataFrame, # `load_records` of a recovery study (dense r
             row |= {f'kl{when}': float(np.mean(kw)), f'nll{when}': float(np.mean(nw)), f'kl_w{when}': kw, f'nll_w{when}': nw}
         rows.append(row)
     return pd.DataFrame(rows).sort_values(['method', 'structure', 'sparsity', 'kind', 'loss', 'seed', 'tokens'], ignore_index=True)
+
+def at_current_lr(rows:pd.DataFrame) -> pd.DataFrame:
+    "`recovery_rows` at each kind's current learning rate, the lr of its newest record: a later choice (say on a wider grid) supersedes."
+    rec = rows[rows['kind'] != 'none']
+    if rec.empty: return rows
+    cur = rec.sort_values('date').groupby('kind')['lr'].last()
+    return rows[[k == 'none' or lr == cur[k] for k, lr in zip(rows['kind'], rows['lr'])]].reset_index(drop=True)
 
 # %% ../../nbs/27_recovery.ipynb #2368acf1
 def gap_table(rows:pd.DataFrame, # `recovery_rows` (with the dense row)
@@ -130,7 +138,7 @@ def gap_table(rows:pd.DataFrame, # `recovery_rows` (with the dense row)
 # %% ../../nbs/27_recovery.ipynb #0519688d
 def method_gap(rows:pd.DataFrame, a:str='magnitude', b:str='wanda') -> pd.DataFrame:
     "KL of method `a` minus method `b` at equal configuration, recovery, budget and seed, with paired SE and a verdict."
-    keys, out = ['structure', 'sparsity', 'kind', 'loss', 'data', 'seed', 'tokens'], []   # data: the same budget on other text is another run
+    keys, out = ['structure', 'sparsity', 'kind', 'loss', 'data', 'lr', 'seed', 'tokens'], []   # data, lr: another text or rate is another run
     ra, rb = (rows[rows['method'] == m].set_index(keys) for m in (a, b))
     for k in ra.index.intersection(rb.index):
         d, se = paired_diff(ra.loc[k, 'kl_w'], rb.loc[k, 'kl_w'])
@@ -147,6 +155,6 @@ def seed_table(rows:pd.DataFrame) -> pd.DataFrame:
     "Recoveries run with several seeds: mean and sd over seeds of KL after, next to the mean per-window SE."
     r = rows[rows['kind'] != 'none'].copy()
     r['se_windows'] = [mean_se(w)[1] for w in r['kl_w']]
-    g = r.groupby(['method', 'structure', 'sparsity', 'kind', 'loss', 'tokens'])
+    g = r.groupby(['method', 'structure', 'sparsity', 'kind', 'loss', 'lr', 'tokens'])
     t = g.agg(seeds=('seed', 'nunique'), kl_mean=('kl', 'mean'), kl_sd=('kl', 'std'), se_windows=('se_windows', 'mean'))
     return t[t['seeds'] >= 2].reset_index()
