@@ -7,6 +7,7 @@ Records resume, so the same command is simply repeated until it prints `done`:
     python tools/recovery_gpu.py --out $OUT/recovery --plan minimal # Wanda vs magnitude 50%, masked + recon, 1M tokens
     python tools/recovery_gpu.py --out $OUT/recovery --plan seed1     # the headline curve's 2nd seed
     python tools/recovery_gpu.py --out $OUT/recovery --plan zeroshot  # zero-shot before/after (needs lm_eval there)
+    python tools/recovery_gpu.py --out $OUT/recovery --plan nm70      # masked recovery at 2:4 and 70%, three pruners
 
 Learning rates are chosen once per kind by training loss (`choose_lr`, never on evaluation windows) and written to
 `<out>/lr.json`, which later commands reuse. Checkpoints go to `--ckpt` (default /tmp): a longer budget resumes from a
@@ -22,6 +23,8 @@ PLANS = { # study() arguments; budgets are training tokens per run (recon: per b
     'full': dict(budgets=(65536, 262144, 1048576), methods=('magnitude', 'wanda', 'sparsegpt')),
     'seed1': dict(budgets=(262144, 1048576), methods=('magnitude', 'wanda'), configs=(('unstructured', 0.5),),
                   kinds=('masked',), seeds=(1,)), # the headline curve's second seed
+    'nm70': dict(budgets=(262144, 1048576), methods=('magnitude', 'wanda', 'sparsegpt'), configs=(('2:4', 0.5), ('unstructured', 0.7)),
+                 kinds=('masked',)), # the other two configurations, the headline kind only (~7 min on an H100, estimated)
     'zeroshot': dict(budgets=(1048576,), methods=('magnitude', 'wanda'), configs=(('unstructured', 0.5),), kinds=('masked',),
                      evals=('ppl', 'kl', 'zeroshot')), # dense, unrecovered and recovered, with zero-shot (needs lm_eval)
 }
