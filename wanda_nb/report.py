@@ -501,13 +501,18 @@ def _nest(row:dict) -> dict:
         d[last] = v
     return out | dict(calibration=out.get('calibration') or None) # None (not absent) for a run without calibration
 
+def _after(df:pd.DataFrame, col:str, before:str) -> pd.DataFrame:
+    "`df` with column `col` moved right after column `before`."
+    cols = [c for c in df.columns if c != col]
+    return df[cols[:cols.index(before) + 1] + [col] + cols[cols.index(before) + 1:]]
+
 def _sec_finetune(c:_Ctx) -> str:
     out = ["### 3.5 Fine-tuning recovery\n"]
     rec = dedupe(_recovery_runs(c.df))
     if rec.empty:
         c.claim('finetune', NOT_MEASURED, 'the recovery study (nbs/27_recovery.ipynb) writes these records')
         return '\n'.join(out + ["Not measured yet: the recovery study (nbs/27_recovery.ipynb) writes the records."])
-    from wanda_nb.analysis.recovery import recovery_rows, gap_table, method_gap, at_current_lr
+    from wanda_nb.analysis.recovery import recovery_rows, gap_table, method_gap, at_current_lr, over_seeds
     ev = rec['eval'].value_counts().index[0]                  # one evaluation protocol: the recovery study's
     rec = rec[rec['eval'] == ev]
     dense = dedupe(c.df[(c.df['method'] == 'dense') & (c.df['eval'] == ev)]).iloc[:1]
@@ -520,11 +525,12 @@ def _sec_finetune(c:_Ctx) -> str:
     keys = ['method', 'structure', 'sparsity', 'kind', 'loss']
     top = g[g['tokens'] == g.groupby(keys)['tokens'].transform('max')]       # each recovery at its largest budget
     t = top.groupby(keys).agg(seeds=('seed', 'nunique'), tokens=('tokens', 'first'), kl_before=('kl_before', 'mean'),
-                              kl_after=('kl', 'mean'), removed=('kl_removed', 'mean'), se=('se', 'mean'),
+                              kl_after=('kl', 'mean'), removed=('kl_removed', 'mean'),
                               gap_closed=('logppl_closed', 'mean'), ppl_before=('ppl_before', 'mean'), ppl_after=('ppl', 'mean'),
                               seconds=('seconds', 'mean')).reset_index()
+    t = _after(t.merge(over_seeds(top, keys, 'kl_removed')[keys + ['u']], on=keys), 'u', 'removed') # window and seed
     out.append(f"The mask held fixed, each recovery at its largest measured budget (`{corpus}`; KL to dense in nats/token; "
-               "*removed*: paired over windows, ± its standard error; *gap closed*: the fraction of the log-perplexity gap to "
+               "*removed*: paired over windows, mean over training seeds, ± *u* (window and seed uncertainty, t-scaled; one seed: the window error alone); *gap closed*: the fraction of the log-perplexity gap to "
                "dense that recovery closes; kinds: `masked` full fine-tuning with the mask re-applied, `lora` low-rank adapters "
                "merged into the masked weights, `recon` per-block reconstruction; losses: `kl` distillation from dense, `lm` "
                "next-token, `block` block outputs):\n\n" + md_table(t.set_index('method')))
@@ -533,9 +539,9 @@ def _sec_finetune(c:_Ctx) -> str:
     b = w.loc[w['gap_closed'].idxmax()]
     what = (f"{b['method']} {b['structure']} {b['sparsity']:.0%}, {b['kind']}/{b['loss']} on {int(b['tokens']):,} tokens: closes "
             f"{b['gap_closed']:.0%} of the log-perplexity gap (perplexity {_num(b['ppl_before'])} → {_num(b['ppl_after'])}; KL removed "
-            f"{b['removed']:.3f} ± {b['se']:.3f}) ('significant' read as: at least half of the gap, beyond twice its standard "
-            "error; perplexity, not task accuracy)")
-    sig = (w['removed'] > 2 * w['se'])
+            f"{b['removed']:.3f} ± {b['u']:.3f}, {int(b['seeds'])} seed{'s' if b['seeds'] > 1 else ''}) ('significant' read as: at least half of "
+            "the gap, beyond twice its uncertainty; perplexity, not task accuracy)")
+    sig = (w['removed'] > 2 * w['u'])
     v = CONFIRMED if (sig & (w['gap_closed'] >= 0.5)).any() else REFUTED if not sig.any() else INCONCLUSIVE
     if v == INCONCLUSIVE: what += (f"; short of half the gap{', with one seed (the seed spread unmeasured)' if b['seeds'] < 2 else ''}"
                                    + (f"; the largest share closed, {t['gap_closed'].max():.0%}, is {t.loc[t['gap_closed'].idxmax(), 'method']}'s"
@@ -544,11 +550,13 @@ def _sec_finetune(c:_Ctx) -> str:
     pruned = c.df[(c.df['eval'] == ev) & (c.df['experiment'] == 'recovery') & c.df['method'].isin(set(rec['method']))
                   & ~c.df['id'].isin(set(rec['id']))]   # the same runs unrecovered: the one-shot difference
     mg = method_gap(at_current_lr(recovery_rows(pd.concat([dedupe(pruned), rec], ignore_index=True), corpus)))
-    if len(mg): # each recovery at its largest budget, as above; several seeds averaged (se: the mean per-seed window se)
+    if len(mg): # each recovery at its largest budget, as above; several seeds averaged (u: window and seed uncertainty)
         k = ['structure', 'sparsity', 'kind', 'loss']
-        mg = mg[mg['tokens'] == mg.groupby(k)['tokens'].transform('max')].groupby(k + ['tokens'], sort=False).agg(
-            seeds=('seed', 'nunique'), **{c: (c, 'mean') for c in ('kl magnitude', 'kl wanda', 'diff', 'se', 'vs_one_shot')}).reset_index()
-        mg['verdict'] = np.where(mg['diff'] > 2 * mg['se'], 'magnitude worse', np.where(mg['diff'] < -2 * mg['se'], 'wanda worse', 'inconclusive'))
+        top = mg[mg['tokens'] == mg.groupby(k)['tokens'].transform('max')]
+        mg = top.groupby(k + ['tokens'], sort=False).agg(
+            seeds=('seed', 'nunique'), **{c: (c, 'mean') for c in ('kl magnitude', 'kl wanda', 'diff', 'vs_one_shot')}).reset_index()
+        mg = _after(mg.merge(over_seeds(top, k + ['tokens'], 'diff')[k + ['tokens', 'u']], on=k + ['tokens']), 'u', 'diff')
+        mg['verdict'] = np.where(mg['diff'] > 2 * mg['u'], 'magnitude worse', np.where(mg['diff'] < -2 * mg['u'], 'wanda worse', 'inconclusive'))
         c.use('3.5', pruned)
         out.append(f"\nDoes recovery close the gap between magnitude and Wanda? KL of magnitude minus KL of Wanda at the same "
                    f"configuration, recovery and budget (`{corpus}`, paired over windows; *vs one-shot*: the fraction of the "

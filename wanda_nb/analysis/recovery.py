@@ -12,10 +12,11 @@ from ..calib import calib_windows
 from ..recover import KINDS, recover, recovery_step
 from ..experiment import bench, run_one
 from .calibration import held_out
+from .evidence import t_scaled
 
 # %% auto #0
 __all__ = ['CONFIGS', 'recovery_bench', 'study', 'choose_lr', 'recovery_rows', 'at_current_lr', 'gap_table', 'method_gap',
-           'seed_table']
+           'seed_table', 'over_seeds']
 
 # %% ../../nbs/27_recovery.ipynb #9e1c190a
 def recovery_bench(model:str='stories260K', dtype:str='float32', device:str='cpu',
@@ -132,7 +133,7 @@ def gap_table(rows:pd.DataFrame, # `recovery_rows` (with the dense row)
                         seed=r['seed'], tokens=r['tokens'], kl_before=r['kl_before'], kl=r['kl'], kl_removed=d, se=se,
                         kl_closed=d / r['kl_before'], ppl_before=math.exp(r['nll_before']), ppl=math.exp(r['nll']),
                         logppl_closed=(r['nll_before'] - r['nll']) / (r['nll_before'] - nd),
-                        seconds=r['seconds'], tokens_seen=r['tokens_seen']))
+                        seconds=r['seconds'], tokens_seen=r['tokens_seen'], windows=len(r['kl_w'])))
     return pd.DataFrame(out)
 
 # %% ../../nbs/27_recovery.ipynb #0519688d
@@ -142,7 +143,7 @@ def method_gap(rows:pd.DataFrame, a:str='magnitude', b:str='wanda') -> pd.DataFr
     ra, rb = (rows[rows['method'] == m].set_index(keys) for m in (a, b))
     for k in ra.index.intersection(rb.index):
         d, se = paired_diff(ra.loc[k, 'kl_w'], rb.loc[k, 'kl_w'])
-        out.append(dict(zip(keys, k), **{f'kl {a}': ra.loc[k, 'kl'], f'kl {b}': rb.loc[k, 'kl']}, diff=d, se=se,
+        out.append(dict(zip(keys, k), **{f'kl {a}': ra.loc[k, 'kl'], f'kl {b}': rb.loc[k, 'kl']}, diff=d, se=se, windows=len(ra.loc[k, 'kl_w']),
                         verdict=f'{a} worse' if d > 2 * se else f'{b} worse' if d < -2 * se else 'inconclusive'))
     t = pd.DataFrame(out)
     if t.empty: return t
@@ -158,3 +159,14 @@ def seed_table(rows:pd.DataFrame) -> pd.DataFrame:
     g = r.groupby(['method', 'structure', 'sparsity', 'kind', 'loss', 'lr', 'tokens'])
     t = g.agg(seeds=('seed', 'nunique'), kl_mean=('kl', 'mean'), kl_sd=('kl', 'std'), se_windows=('se_windows', 'mean'))
     return t[t['seeds'] >= 2].reset_index()
+
+def over_seeds(t:pd.DataFrame, # one row per run: `keys`, the paired difference `value`, its window `se`, `windows`
+               keys:list, value:str, se:str='se') -> pd.DataFrame:
+    "Per group of `keys`: `value` averaged over its seeds, seeds, window se, seed sd and u (window and seed, `evidence.t_scaled`)."
+    rows = []
+    for k, g in t.groupby(keys, sort=False):
+        n, se_w = len(g), float(g[se].mean())
+        sd = float(g[value].std(ddof=1)) if n > 1 else float('nan')
+        u = t_scaled(se_w, int(g['windows'].min()) - 1, 0. if n < 2 else sd ** 2 / n, max(n - 1, 1))[2]
+        rows.append(dict(zip(keys, k), seeds=n, **{value: float(g[value].mean())}, se_window=se_w, sd_seed=sd, u=u))
+    return pd.DataFrame(rows)
