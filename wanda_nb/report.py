@@ -522,7 +522,7 @@ def _sec_finetune(c:_Ctx) -> str:
         return '\n'.join(out + ["Recovery records exist, but no dense run under their evaluation protocol: the gaps cannot be computed."])
     c.use('3.5', pd.concat([dense, rec]))
     g = gap_table(at_current_lr(recovery_rows(pd.concat([dense, rec], ignore_index=True), corpus))) # one lr per kind: the newest choice
-    keys = ['method', 'structure', 'sparsity', 'kind', 'loss']
+    keys = ['method', 'structure', 'sparsity', 'kind', 'loss', 'data'] # data: the same loss on other text is another recovery
     top = g[g['tokens'] == g.groupby(keys)['tokens'].transform('max')]       # each recovery at its largest budget
     t = top.groupby(keys).agg(seeds=('seed', 'nunique'), tokens=('tokens', 'first'), kl_before=('kl_before', 'mean'),
                               kl_after=('kl', 'mean'), removed=('kl_removed', 'mean'),
@@ -551,7 +551,7 @@ def _sec_finetune(c:_Ctx) -> str:
                   & ~c.df['id'].isin(set(rec['id']))]   # the same runs unrecovered: the one-shot difference
     mg = method_gap(at_current_lr(recovery_rows(pd.concat([dedupe(pruned), rec], ignore_index=True), corpus)))
     if len(mg): # each recovery at its largest budget, as above; several seeds averaged (u: window and seed uncertainty)
-        k = ['structure', 'sparsity', 'kind', 'loss']
+        k = ['structure', 'sparsity', 'kind', 'loss', 'data']
         top = mg[mg['tokens'] == mg.groupby(k)['tokens'].transform('max')]
         mg = top.groupby(k + ['tokens'], sort=False).agg(
             seeds=('seed', 'nunique'), **{c: (c, 'mean') for c in ('kl magnitude', 'kl wanda', 'diff', 'vs_one_shot')}).reset_index()

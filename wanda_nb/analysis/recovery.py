@@ -130,7 +130,7 @@ def gap_table(rows:pd.DataFrame, # `recovery_rows` (with the dense row)
     for _, r in rows[rows['kind'] != 'none'].iterrows():
         d, se = paired_diff(r['kl_w_before'], r['kl_w'])
         out.append(dict(method=r['method'], structure=r['structure'], sparsity=r['sparsity'], kind=r['kind'], loss=r['loss'],
-                        seed=r['seed'], tokens=r['tokens'], kl_before=r['kl_before'], kl=r['kl'], kl_removed=d, se=se,
+                        data=r['data'], seed=r['seed'], tokens=r['tokens'], kl_before=r['kl_before'], kl=r['kl'], kl_removed=d, se=se,
                         kl_closed=d / r['kl_before'], ppl_before=math.exp(r['nll_before']), ppl=math.exp(r['nll']),
                         logppl_closed=(r['nll_before'] - r['nll']) / (r['nll_before'] - nd),
                         seconds=r['seconds'], tokens_seen=r['tokens_seen'], windows=len(r['kl_w'])))
