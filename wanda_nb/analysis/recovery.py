@@ -16,7 +16,7 @@ from .evidence import t_scaled
 
 # %% auto #0
 __all__ = ['CONFIGS', 'recovery_bench', 'study', 'choose_lr', 'recovery_rows', 'at_current_lr', 'gap_table', 'method_gap',
-           'seed_table', 'over_seeds']
+           'kind_gap', 'seed_table', 'over_seeds']
 
 # %% ../../nbs/27_recovery.ipynb #9e1c190a
 def recovery_bench(model:str='stories260K', dtype:str='float32', device:str='cpu',
@@ -150,6 +150,17 @@ def method_gap(rows:pd.DataFrame, a:str='magnitude', b:str='wanda') -> pd.DataFr
     base = t[t['kind'] == 'none'].set_index(['structure', 'sparsity'])['diff']
     t['vs_one_shot'] = [r['diff'] / base.get((r['structure'], r['sparsity']), np.nan) for _, r in t.iterrows()]
     return t.sort_values(keys, ignore_index=True)
+
+def kind_gap(rows:pd.DataFrame, a:str='lora', b:str='masked') -> pd.DataFrame:
+    "KL after recovery kind `a` minus kind `b` of the same pruned model, budget and seed, paired over windows (one row per seed)."
+    out = []
+    r = rows[rows['loss'].isin(['kl', 'block'])]      # each kind's default loss (next-token variants are other experiments)
+    ra, rb = (r[r['kind'] == k].set_index(['method', 'structure', 'sparsity', 'seed', 'tokens']) for k in (a, b))
+    for k in ra.index.intersection(rb.index):
+        d, se = paired_diff(ra.loc[k, 'kl_w'], rb.loc[k, 'kl_w'])
+        out.append(dict(zip(['method', 'structure', 'sparsity', 'seed', 'tokens'], k), kind=f'{a} − {b}', diff=d, se=se,
+                        windows=len(ra.loc[k, 'kl_w'])))
+    return pd.DataFrame(out)
 
 # %% ../../nbs/27_recovery.ipynb #887585e3
 def seed_table(rows:pd.DataFrame) -> pd.DataFrame:
