@@ -54,7 +54,8 @@ from wanda_nb.arch import decoder_blocks, block_linears
 
 T0, DEV = time.time(), 'cpu' if A.cpu_smoke else 'cuda'
 NOMINAL = {'H200': 4.8e12, 'H100': 3.35e12}                        # HBM bandwidth from the data sheets, B/s
-NOMINAL_BW = next((v for k, v in NOMINAL.items() if DEV == 'cuda' and torch.cuda.is_available() and k in torch.cuda.get_device_name()), 4.8e12)
+def nominal_bw(gpu:str): return next((v for k, v in NOMINAL.items() if k in gpu), None)   # None: a card not in the table
+NOMINAL_BW = (nominal_bw(torch.cuda.get_device_name()) if DEV == 'cuda' and torch.cuda.is_available() else None) or 4.8e12
 LEGACY_BASIS = dict(bw=4.8e12, rate=7e14)   # what floors used without a device part before `floor_basis` was recorded (cf139ce and earlier)
 def left(): return A.budget_s - (time.time() - T0)
 def log(*a): print(f'[{time.time() - T0:6.1f}s]', *a, flush=True)
@@ -590,7 +591,7 @@ def merge(paths:list) -> None:
             got[name] = (res, base, r)
     if 'device' not in got: sys.exit('--merge: no run has the device part, so there is no measured bandwidth to base floors on')
     gpu = runs[-1]['env']['gpu']   # the data-sheet bandwidth of this GPU (runs before the NOMINAL table wrote 4.8 TB/s on any)
-    RES['parts']['device'] = got['device'][0] | dict(nominal_bw=next((v for k, v in NOMINAL.items() if k in gpu), None))
+    RES['parts']['device'] = got['device'][0] | dict(nominal_bw=nominal_bw(gpu))
     for name, (res, base, r) in got.items():
         if name != 'device': RES['parts'][name] = rebase(res, base, dict(bw=bw(), rate=rate())); RES['floor_basis'][name] = dict(bw=bw(), rate=rate())
         RES.setdefault('part_seconds', {})[name] = (r.get('part_seconds') or {}).get(name)

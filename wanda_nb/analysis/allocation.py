@@ -346,9 +346,10 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
             d = df[(df.method == method) & np.isclose(df.target, target)]
             A, B = d[d.label == a], d[d.label == bb]
             for c in corpora:
-                r = _compare(A, B, c, metric) if len(A) and len(B) else None
-                v = INCONCLUSIVE if r and r['u'] == 0 and r['diff'] == 0 else decide(r, '<', z) # identical runs
-                if not (len(A) and len(B)): v = NOT_MEASURED # e.g. no OWL grid, so no tuned OWL: the study did not run it
+                if not (len(A) and len(B)): r, v = None, NOT_MEASURED # e.g. no OWL grid, so no tuned OWL: the study did not run it
+                else:
+                    r = _compare(A, B, c, metric)
+                    v = INCONCLUSIVE if r and r['u'] == 0 and r['diff'] == 0 else decide(r, '<', z) # identical runs
                 cal = _calibrated(method, a, bb) # magnitude, uniform against global: no calibration data, no seed spread
                 one = bool(r) and r['n'] == 1 and cal and v in (CONFIRMED, REFUTED) # seed spread unmeasured: not a finding
                 note, v = (f"one seed: would be {v}", INCONCLUSIVE) if one else ('', v)

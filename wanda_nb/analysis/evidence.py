@@ -15,7 +15,7 @@ from ..methods import METHODS
 # %% auto #0
 __all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'NOT_MEASURED', 'EVAL_SETS', 'as_frame',
            'Protocol', 'protocol_of', 'describe', 'select', 'dedupe', 'reruns', 'seed_stats', 't975', 't_scaled',
-           'compare', 'decide', 'matched', 'say', 'provenance', 'clean_only']
+           'over_seed_diffs', 'compare', 'decide', 'matched', 'say', 'provenance', 'clean_only']
 
 # %% ../../nbs/19_evidence.ipynb #c5d4ca1b
 _DEFAULTS = dict(experiment='main', model='?', method='?', sparsity=0.0, structure='unstructured', group=None,
@@ -185,6 +185,17 @@ def t_scaled(se_w:float, # window standard error of the difference
     dof = sigma ** 4 / parts if parts > 0 else float('inf')
     return sigma, dof, sigma * (t975(dof) / 1.96 if dof != float('inf') else 1.)
 
+def over_seed_diffs(ds, # per-seed paired differences A − B
+                    ses, # their window standard errors
+                    windows:int, # windows per difference (the fewest, if they differ)
+                   ) -> dict: # diff, se_window, sd_seed, n, sigma, dof, u, z
+    "Per-seed paired differences combined: their mean, with window and seed uncertainty (u: `t_scaled`)."
+    n, d = len(ds), float(np.mean(ds))
+    se_w, sd = float(np.mean(ses)), (float(np.std(ds, ddof=1)) if n > 1 else float('nan'))
+    sigma, dof, u = t_scaled(se_w, windows - 1, 0. if sd != sd else sd ** 2 / n, n - 1)
+    return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, sigma=sigma, dof=dof, u=u,
+                z=d / u if u > 0 else (float('inf') * np.sign(d) if d else 0.))
+
 def compare(a:pd.DataFrame, # records of configuration A under one protocol (one per seed)
             b:pd.DataFrame, # records of configuration B under the same protocol
             corpus:str, # evaluation corpus
@@ -198,12 +209,8 @@ def compare(a:pd.DataFrame, # records of configuration A under one protocol (one
         if wa is None or wb is None or len(wa) != len(wb): continue
         d, se = paired_diff(wa, wb); ds.append(d); ses.append(se); nw.append(len(wa))
     if not ds: return None
-    n, d = len(ds), float(np.mean(ds))
-    se_w, sd = float(np.mean(ses)), (float(np.std(ds, ddof=1)) if len(ds) > 1 else float('nan'))
-    sigma, dof, u = t_scaled(se_w, min(nw) - 1, 0. if sd != sd else sd ** 2 / n, n - 1)
-    return dict(diff=d, se_window=se_w, sd_seed=sd, n=n, sigma=sigma, dof=dof, u=u,
-                z=d / u if u > 0 else (float('inf') * np.sign(d) if d else 0.),
-                achieved_a=float(a['metrics.achieved_sparsity'].mean()), achieved_b=float(b['metrics.achieved_sparsity'].mean()))
+    return over_seed_diffs(ds, ses, min(nw)) | dict(achieved_a=float(a['metrics.achieved_sparsity'].mean()),
+                                                     achieved_b=float(b['metrics.achieved_sparsity'].mean()))
 
 # %% ../../nbs/19_evidence.ipynb #196191eb
 CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE = 'confirmed', 'refuted', 'inconclusive', 'not measurable on this model'

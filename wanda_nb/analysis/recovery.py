@@ -12,7 +12,7 @@ from ..calib import calib_windows
 from ..recover import KINDS, recover, recovery_step
 from ..experiment import bench, run_one
 from .calibration import held_out
-from .evidence import t_scaled
+from .evidence import over_seed_diffs
 
 # %% auto #0
 __all__ = ['CONFIGS', 'recovery_bench', 'study', 'choose_lr', 'recovery_rows', 'at_current_lr', 'gap_table', 'method_gap',
@@ -137,30 +137,30 @@ def gap_table(rows:pd.DataFrame, # `recovery_rows` (with the dense row)
     return pd.DataFrame(out)
 
 # %% ../../nbs/27_recovery.ipynb #0519688d
-def method_gap(rows:pd.DataFrame, a:str='magnitude', b:str='wanda') -> pd.DataFrame:
-    "KL of method `a` minus method `b` at equal configuration, recovery, budget and seed, with paired SE and a verdict."
-    keys, out = ['structure', 'sparsity', 'kind', 'loss', 'data', 'lr', 'seed', 'tokens'], []   # data, lr: another text or rate is another run
-    ra, rb = (rows[rows['method'] == m].set_index(keys) for m in (a, b))
+def _gap(rows:pd.DataFrame, by:str, a:str, b:str, keys:list) -> pd.DataFrame:
+    "Rows whose `by` is `a` against those where it is `b`, matched on `keys`: KL of each, `a` − `b` paired over windows."
+    ra, rb = (rows[rows[by] == v].set_index(keys) for v in (a, b))
+    out = []
     for k in ra.index.intersection(rb.index):
         d, se = paired_diff(ra.loc[k, 'kl_w'], rb.loc[k, 'kl_w'])
-        out.append(dict(zip(keys, k), **{f'kl {a}': ra.loc[k, 'kl'], f'kl {b}': rb.loc[k, 'kl']}, diff=d, se=se, windows=len(ra.loc[k, 'kl_w']),
-                        verdict=f'{a} worse' if d > 2 * se else f'{b} worse' if d < -2 * se else 'inconclusive'))
-    t = pd.DataFrame(out)
+        out.append(dict(zip(keys, k), **{f'kl {a}': ra.loc[k, 'kl'], f'kl {b}': rb.loc[k, 'kl']}, diff=d, se=se,
+                        windows=len(ra.loc[k, 'kl_w'])))
+    return pd.DataFrame(out)
+
+def method_gap(rows:pd.DataFrame, a:str='magnitude', b:str='wanda') -> pd.DataFrame:
+    "KL of method `a` minus method `b` at equal configuration, recovery, budget and seed, with paired SE and a verdict."
+    keys = ['structure', 'sparsity', 'kind', 'loss', 'data', 'lr', 'seed', 'tokens']   # data, lr: another text or rate is another run
+    t = _gap(rows, 'method', a, b, keys)
     if t.empty: return t
+    t['verdict'] = [f'{a} worse' if d > 2 * se else f'{b} worse' if d < -2 * se else 'inconclusive' for d, se in zip(t['diff'], t['se'])]
     base = t[t['kind'] == 'none'].set_index(['structure', 'sparsity'])['diff']
     t['vs_one_shot'] = [r['diff'] / base.get((r['structure'], r['sparsity']), np.nan) for _, r in t.iterrows()]
     return t.sort_values(keys, ignore_index=True)
 
 def kind_gap(rows:pd.DataFrame, a:str='lora', b:str='masked') -> pd.DataFrame:
     "KL after recovery kind `a` minus kind `b` of the same pruned model, budget and seed, paired over windows (one row per seed)."
-    out = []
     r = rows[rows['loss'].isin(['kl', 'block'])]      # each kind's default loss (next-token variants are other experiments)
-    ra, rb = (r[r['kind'] == k].set_index(['method', 'structure', 'sparsity', 'seed', 'tokens']) for k in (a, b))
-    for k in ra.index.intersection(rb.index):
-        d, se = paired_diff(ra.loc[k, 'kl_w'], rb.loc[k, 'kl_w'])
-        out.append(dict(zip(['method', 'structure', 'sparsity', 'seed', 'tokens'], k), kind=f'{a} − {b}', diff=d, se=se,
-                        windows=len(ra.loc[k, 'kl_w'])))
-    return pd.DataFrame(out)
+    return _gap(r, 'kind', a, b, ['method', 'structure', 'sparsity', 'seed', 'tokens']).assign(kind=f'{a} − {b}')
 
 # %% ../../nbs/27_recovery.ipynb #887585e3
 def seed_table(rows:pd.DataFrame) -> pd.DataFrame:
@@ -173,11 +173,9 @@ def seed_table(rows:pd.DataFrame) -> pd.DataFrame:
 
 def over_seeds(t:pd.DataFrame, # one row per run: `keys`, the paired difference `value`, its window `se`, `windows`
                keys:list, value:str, se:str='se') -> pd.DataFrame:
-    "Per group of `keys`: `value` averaged over its seeds, seeds, window se, seed sd and u (window and seed, `evidence.t_scaled`)."
+    "Per group of `keys`: `value` averaged over its seeds, seeds, window se, seed sd and u (`evidence.over_seed_diffs`)."
     rows = []
     for k, g in t.groupby(keys, sort=False):
-        n, se_w = len(g), float(g[se].mean())
-        sd = float(g[value].std(ddof=1)) if n > 1 else float('nan')
-        u = t_scaled(se_w, int(g['windows'].min()) - 1, 0. if n < 2 else sd ** 2 / n, max(n - 1, 1))[2]
-        rows.append(dict(zip(keys, k), seeds=n, **{value: float(g[value].mean())}, se_window=se_w, sd_seed=sd, u=u))
+        c = over_seed_diffs(g[value].tolist(), g[se].tolist(), int(g['windows'].min()))
+        rows.append(dict(zip(keys, k), seeds=c['n'], **{value: c['diff']}, se_window=c['se_window'], sd_seed=c['sd_seed'], u=c['u']))
     return pd.DataFrame(rows)
