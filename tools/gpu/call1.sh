@@ -1,6 +1,6 @@
 #!/bin/bash
-# GPU call 1 of 4 (carry .gpu/p1): stash GGUF part 0 and the corpora outside the checkout, install lm-eval and
-# fastcore into /tmp/site, then the pruning-speed benchmark (issue 12; budget 0 skips it). Usage: bash tools/gpu/call1.sh <commit> [budget_s]
+# GPU call 1 of 4 (carry .gpu/p1): stash GGUF part 0 and the corpora outside the checkout, install
+# fastcore into /tmp/site (lm_eval comes with call 3), then the pruning-speed benchmark (issue 12; budget 0 skips it). Usage: bash tools/gpu/call1.sh <commit> [budget_s]
 set -uo pipefail
 mkdir -p /tmp/gpu/data && cp .gpu/p1/gg.part0 /tmp/gpu/ && cp -r .gpu/p1/data/* /tmp/gpu/data/
 echo "37e18facae7798c923d3304f386e0664f81917c8e948ca245b04bac8dcc3458a  /tmp/gpu/gg.part0" | sha256sum -c || exit 3
