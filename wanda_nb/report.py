@@ -452,7 +452,7 @@ def _sec_nm(c:_Ctx) -> str:
     if len(bk):   # graphed timings of one block: no host overhead (benchmarks/infer_speed.py)
         env = c.speed['infer_speed'].get('env', {})
         out.append(f"\nSpeed of one Llama-3.1-8B-shaped block's seven matmuls (random bf16 weights; a kernel's speed does not depend "
-                   f"on the values) on one {env.get('gpu', 'GPU')}, replayed from CUDA graphs, best kernel of each kind against dense "
+                   f"on the values) on one {env.get('gpu', 'GPU')}, replayed from CUDA graphs (a kernel that cannot be captured, CSR, eager against eager dense, marked), best kernel of each kind against dense "
                    f"cuBLAS at each token count (`{env.get('command', 'benchmarks/infer_speed.py')}`, commit {str(env.get('commit'))[:7]}): "
                    f"2:4 {speedup_text(best_speedup(bk, '2:4'))}; unstructured 50% {speedup_text(best_speedup(bk, 'unstructured 50%'))}. "
                    + (f"The whole model (every decoder linear 2:4, against the same model masked and run dense; same run), graphed: "

@@ -142,11 +142,16 @@ def best_speedup(t:pd.DataFrame, # output of `block_speed`
                 ) -> pd.Series: # tokens -> best speed-up of that kind (graphed where it exists, else eager)
     "The most favourable measured speed-up of a kind of sparsity at each token count."
     k = t[t['kind'] == kind]
-    return k.assign(s=k['speedup'].fillna(k['speedup_eager'])).groupby('tokens')['s'].max()
+    k = k.assign(s=k['speedup'].fillna(k['speedup_eager']), eager=k['speedup'].isna())
+    best = k.loc[k.groupby('tokens')['s'].idxmax()] if len(k) else k
+    s = best.set_index('tokens')['s'].rename(None)
+    s.attrs['eager'] = sorted(best.loc[best['eager'], 'tokens'].tolist()) # token counts whose best has no graphed timing (CSR)
+    return s
 
 def speedup_text(s:pd.Series) -> str:
-    "'1.04× at 1, 0.64× at 16 tokens' from a `best_speedup` series."
-    return ', '.join(f"{v:.2f}× at {k:,}" for k, v in s.items()) + ' tokens'
+    "'1.04× at 1, 0.64× at 16 (eager vs eager) tokens' from a `best_speedup` series: eager comparisons are marked."
+    eager = set(s.attrs.get('eager', ()))
+    return ', '.join(f"{v:.2f}× at {k:,}" + (' (eager vs eager)' if k in eager else '') for k, v in s.items()) + ' tokens'
 
 MODEL_COLS = ['phase', 'batch', 'dense_ms', 'sparse_ms', 'speedup', 'speedup_eager', 'dense_x_floor', 'sparse_x_floor']
 
