@@ -21,7 +21,7 @@ from .calib import calib_windows
 from .methods import get_method, method_options, method_group
 from .allocation import ALLOCATIONS
 from .prune import prune_model, model_sparsity, apply_masks
-from .metrics import eval_windows, perplexity, kl_to_dense, dense_logprobs
+from .metrics import eval_windows, perplexity, kl_to_dense, dense_reference
 from .records import run_record, save_record, find_record, complete_record, environment
 from .zeroshot import zeroshot, TASKS
 
@@ -288,14 +288,14 @@ def plan_bench(model='stories260K', # 'stories260K', a hub id, a local folder, o
     return Plan(name, skel, tok, cal, win, settings, loaded)
 
 # %% ../nbs/10_experiment.ipynb #cf8cc2e7
-_CACHE_GB = 2. # dense log-probs kept in memory per corpus up to this size; beyond it, the dense model runs side by side
+_CACHE_GB = 2. # dense log-probs (else head inputs) kept in memory per corpus up to this size; beyond, the dense model runs side by side
 
 @dataclass
 class Bench:
     "Everything shared by the runs of one session: models, tokenizer, calibration and evaluation windows."
     name:str; model:torch.nn.Module; dense:torch.nn.Module; tokenizer:object
     calib:object; windows:dict; settings:dict
-    dense_lp:dict = field(default_factory=dict) # corpus -> dense log-probs (n, seqlen-1, V), when small enough to keep
+    dense_lp:dict = field(default_factory=dict) # corpus -> dense log-probs (n, seqlen-1, V) or head inputs (`DenseHidden`), when small enough to keep
 
 @contextmanager
 def _bar(model, total:int, desc:str, on:bool):
@@ -321,9 +321,9 @@ def load_bench(p:Plan, # from `plan_bench`
                         "(pruning would hide or spread them)")
     check_activations(m, p.calib.ids, batch_size)
     b = Bench(p.name, m, copy.deepcopy(m).eval(), p.tokenizer, p.calib, p.windows, s)
-    for c, w in p.windows.items(): # one dense pass per corpus, reused by every run, when it fits in `_CACHE_GB`
-        if w.numel() * m.config.vocab_size * 4 / 2**30 <= _CACHE_GB:
-            with _bar(b.dense, len(w), f'dense {c}', progress): b.dense_lp[c] = dense_logprobs(b.dense, w, batch_size)
+    for c, w in p.windows.items(): # one dense pass per corpus, reused by every run, when its cache fits in `_CACHE_GB`
+        with _bar(b.dense, len(w), f'dense {c}', progress): ref = dense_reference(b.dense, w, batch_size, max_gib=_CACHE_GB)
+        if ref is not b.dense: b.dense_lp[c] = ref
     return b
 
 @delegates(plan_bench)

@@ -16,7 +16,7 @@ from ..calib import CalibSet, calib_windows, dense_stats
 from ..data import load_corpus
 from ..mask import wanda_score, global_mask
 from ..methods import get_method
-from ..metrics import kl_to_dense, dense_logprobs
+from ..metrics import kl_to_dense, dense_reference
 from ..prune import prune_model
 from ..experiment import run_one, Step
 from ..records import run_record, save_record, find_record
@@ -47,7 +47,7 @@ def reference(b, method:str, target:float) -> float:
 class CalibScore:
     "KL(dense ‖ model) on calibration windows: the learned search's objective (never evaluation text)."
     ids:torch.Tensor # (n, seqlen) calibration windows
-    ref:object # the dense log-probs of `ids`, or the dense model itself when they would not fit in 2 GiB
+    ref:object # `dense_reference` of `ids`: the dense log-probs, head inputs, or the dense model itself
     meta:dict # corpus, split, seed, windows, seqlen
     def __call__(self, model) -> float: return kl_to_dense(model, self.ref, self.ids)['kl']
 
@@ -64,8 +64,8 @@ def _calib_only(b, calib, what:str) -> tuple:
 def calib_score(b, calib, n:int|None=None) -> CalibScore:
     "The calibration-KL objective on the first `n` windows of `calib` (all by default)."
     ids, meta = _calib_only(b, calib, 'the learned search')
-    ids = ids[:n]; big = ids.numel() * b.dense.config.vocab_size * 4 / 2**30 > 2
-    return CalibScore(ids, b.dense if big else dense_logprobs(b.dense, ids),
+    ids = ids[:n]
+    return CalibScore(ids, dense_reference(b.dense, ids), # log-probs, else head inputs, up to 2 GiB; else the model
                       dict(corpus=meta.get('corpus'), split=meta.get('split'), seed=meta.get('seed'), windows=len(ids),
                            seqlen=ids.shape[1]))
 
