@@ -53,6 +53,20 @@ def fingerprint(model):
     h = hashlib.sha256(b''.join(w.float().contiguous().numpy().tobytes() for w in ws)).hexdigest()
     return bits, h
 
+# SparseGPT's updated weights are float32 arithmetic through the CPU's BLAS, whose kernels differ by instruction set: on
+# another CPU (the reference reproduces bit for bit on the AMD EPYC machines of earlier sessions; an Intel Xeon with
+# AVX-512, on 2026-12-07, gives other roundings) every
+# SparseGPT weight differs in its last bits and a few near-tied mask choices flip (4 of 73,728 bits in 3 tiny-model
+# configurations, none on stories260K). Magnitude and Wanda masks do not move. So across machines SparseGPT is held to
+# its masks within this fraction of flipped bits, and bit-for-bit equality of its weights is checked on the machine
+# itself (the block-at-once path against the one-layer path, offload against in-memory: tests/test_sparsegpt_fast.py).
+SPARSEGPT_FLIPS = 1e-4
+
+def flipped(ref_bits, bits) -> float:
+    "The fraction of mask bits that differ between two packed fingerprints."
+    a, b = np.unpackbits(ref_bits), np.unpackbits(bits)
+    return float((a != b).mean()) if a.shape == b.shape else 1.
+
 def cases():
     "(model label, model factory, calibration ids, configs)."
     tok_model, tok = load_model('stories260K')
