@@ -81,3 +81,24 @@ def test_committed_stories_file():
     rows = [json.loads(l)['text'] for l in data.decode().splitlines()]
     assert len(rows) == 200 and all(rows)
     assert 'make_stories(model, tok, n=200' in (ROOT/'data'/'stories260K_samples.md').read_text()
+
+def test_eval_speed_cpu(tmp_path):
+    "benchmarks/eval_speed.py on a CPU: the cached head inputs (`DenseHidden`) give the side-by-side numbers to the bit."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks/eval_speed.py'), '--device', 'cpu', '--tiny', '--out', str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path/'eval_speed_cpu.json').read_text())
+    assert res['identical'] is True and res['reference'] == 'DenseHidden' and res['shape'] == 'tiny'
+
+def test_dense_hidden_tiny_families():
+    "On every tiny family the head alone reproduces the logits, so the cache is kept, and KL equals the side-by-side result."
+    from wanda_nb.metrics import dense_hidden
+    w = torch.randint(3, 512, (4, 32), generator=torch.Generator().manual_seed(0))
+    for f in ('llama', 'mistral', 'qwen2', 'opt', 'gpt_neox', 'gpt2'):
+        dense, other = tiny_model(f), tiny_model(f)
+        with torch.no_grad():
+            for p in other.parameters(): p.add_(0.01 * torch.randn_like(p))
+        dh = dense_hidden(dense, w, batch_size=2)
+        assert dh is not None, f
+        assert kl_to_dense(other, dh, w, batch_size=2) == kl_to_dense(other, dense, w, batch_size=2), f
