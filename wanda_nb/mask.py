@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['magnitude_score', 'wanda_score', 'ria_score', 'check_sparsity', 'row_mask', 'layer_mask', 'mask_sparsity',
-           'global_mask', 'nm_mask', 'variant_mask', 'parse_structure', 'select_mask']
+__all__ = ['SORT_ELEMS', 'magnitude_score', 'wanda_score', 'ria_score', 'check_sparsity', 'row_mask', 'layer_mask',
+           'mask_sparsity', 'global_mask', 'nm_mask', 'variant_mask', 'parse_structure', 'select_mask']
 
 # %% ../nbs/03_mask.ipynb #a7abebff
 def magnitude_score(W: Tensor, # (d_out, d_in) weight, any float dtype
@@ -56,6 +56,8 @@ def _check_2d(score):
     if score.ndim != 2: raise ValueError(f"expected a (d_out, d_in) score matrix, got shape {tuple(score.shape)}")
 
 # %% ../nbs/03_mask.ipynb #d4ca6928
+SORT_ELEMS = 2**24 # scores sorted at once by `row_mask` (whole rows; at least one)
+
 def row_mask(score: Tensor, # (d_out, d_in) scores, any float dtype; lower = pruned first
              sparsity: float, # fraction of each row to prune, 0 <= s < 1
             ) -> Tensor: # (d_out, d_in) bool, True = pruned
@@ -64,8 +66,11 @@ def row_mask(score: Tensor, # (d_out, d_in) scores, any float dtype; lower = pru
     k = int(score.shape[1] * s)
     mask = torch.zeros(score.shape, dtype=torch.bool, device=score.device)
     if k == 0: return mask
-    idx = torch.sort(score, dim=1, stable=True).indices[:, :k]  # (d_out, k) columns to prune
-    return mask.scatter_(1, idx, True)
+    rows = max(1, SORT_ELEMS // score.shape[1])
+    for r in range(0, score.shape[0], rows): # rows are independent: a slab at a time bounds the sort's memory
+        idx = torch.sort(score[r:r + rows], dim=1, stable=True).indices[:, :k]  # (rows, k) columns to prune
+        mask[r:r + rows].scatter_(1, idx, True)
+    return mask
 
 # %% ../nbs/03_mask.ipynb #19db5cff
 def layer_mask(score: Tensor, # scores of one matrix, any shape and float dtype
