@@ -7,5 +7,5 @@ echo "37e18facae7798c923d3304f386e0664f81917c8e948ca245b04bac8dcc3458a  /tmp/gpu
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/p1/whl/*.whl || exit 3
 . "$(dirname "$0")/env.sh" "$1"
 nvidia-smi -L; mkdir -p $OUT/prune
-[ "${2:-300}" = 0 ] || timeout 330 python3 benchmarks/prune_speed.py --commit $1 --out $OUT/prune --budget ${2:-300} 2>&1 | tail -45
+[ "${2:-300}" = 0 ] || timeout $(( ${2:-300} + 40 )) python3 benchmarks/prune_speed.py --commit $1 --out $OUT/prune --budget ${2:-300} 2>&1 | tail -45
 ls -la $OUT/*
