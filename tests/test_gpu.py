@@ -34,3 +34,17 @@ def test_gpu_sparsegpt_close_to_cpu():
     a, b = _masks(cpu), _masks(gpu)
     agree = sum((a[k] == b[k]).sum().item() for k in a) / sum(a[k].numel() for k in a)
     assert agree > 0.99, agree   # float32 Cholesky on two devices: a few ties may flip
+
+@cuda
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_gpu_dense_hidden_exact(dtype):
+    "On CUDA the cached head inputs reproduce the side-by-side KL and perplexity to the bit (as benchmarks/eval_speed.py found)."
+    from wanda_nb.metrics import dense_hidden, kl_to_dense
+    from wanda_nb.models import tiny_model
+    dense = tiny_model('llama').to('cuda', dtype); other = tiny_model('llama').to('cuda', dtype)
+    with torch.no_grad():
+        for p in other.parameters(): p.add_(0.01 * torch.randn_like(p))
+    w = torch.randint(3, 512, (6, 32), generator=torch.Generator().manual_seed(0))
+    dh = dense_hidden(dense, w, batch_size=2)
+    assert dh is not None
+    assert kl_to_dense(other, dh, w, batch_size=2) == kl_to_dense(other, dense, w, batch_size=2)
