@@ -26,8 +26,8 @@ from .records import run_record, save_record, find_record, complete_record, envi
 from .zeroshot import zeroshot, TASKS
 
 # %% auto #0
-__all__ = ['PRESETS', 'preset', 'ArgError', 'Plan', 'plan_bench', 'Bench', 'load_bench', 'bench', 'weights_fields', 'check_run',
-           'run_config', 'measure', 'Step', 'run_one', 'find_run', 'table']
+__all__ = ['PRESETS', 'preset', 'ArgError', 'Plan', 'plan_bench', 'Bench', 'cache_dense', 'load_bench', 'bench', 'weights_fields',
+           'check_run', 'run_config', 'measure', 'Step', 'run_one', 'find_run', 'table']
 
 # %% ../nbs/10_experiment.ipynb #d6abb508
 PRESETS = {
@@ -307,6 +307,11 @@ def _bar(model, total:int, desc:str, on:bool):
     finally: h.remove(); bar.close()
 
 # %% ../nbs/10_experiment.ipynb #06a5fbb8
+def cache_dense(b:Bench, corpus:str, w:torch.Tensor, batch_size:int=8, progress:bool=False):
+    "Keep in `b.dense_lp[corpus]` what `kl_to_dense` needs for windows `w` (log-probs, else head inputs) when it fits in `_CACHE_GB`."
+    with _bar(b.dense, len(w), f'dense {corpus}', progress): ref = dense_reference(b.dense, w, batch_size, max_gib=_CACHE_GB)
+    if ref is not b.dense: b.dense_lp[corpus] = ref # else: the dense model runs side by side
+
 def load_bench(p:Plan, # from `plan_bench`
                batch_size:int=8, # windows per forward pass of the dense model
                progress:bool=False, # bars over the dense model's evaluation windows
@@ -322,8 +327,7 @@ def load_bench(p:Plan, # from `plan_bench`
     check_activations(m, p.calib.ids, batch_size)
     b = Bench(p.name, m, copy.deepcopy(m).eval(), p.tokenizer, p.calib, p.windows, s)
     for c, w in p.windows.items(): # one dense pass per corpus, reused by every run, when its cache fits in `_CACHE_GB`
-        with _bar(b.dense, len(w), f'dense {c}', progress): ref = dense_reference(b.dense, w, batch_size, max_gib=_CACHE_GB)
-        if ref is not b.dense: b.dense_lp[c] = ref
+        cache_dense(b, c, w, batch_size, progress)
     return b
 
 @delegates(plan_bench)

@@ -89,6 +89,11 @@ def dense_logprobs(model, # the dense model
     return torch.cat([lp.cpu() for _, lp in _logprobs(model, windows, batch_size, device)])
 
 # %% ../nbs/07_metrics.ipynb #7e439cb5
+def _head(model) -> torch.nn.Module|None:
+    "The output head of a Hugging Face causal LM (`get_output_embeddings`), or None."
+    h = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
+    return h if isinstance(h, torch.nn.Module) and next(h.parameters(), None) is not None else None
+
 class DenseHidden:
     "The dense model's head inputs on some windows, and its head: the dense log-probs recomputed batch by batch."
     def __init__(self, head, hidden:torch.Tensor, batch_size:int): self.head, self.hidden, self.batch_size = head, hidden, batch_size
@@ -104,8 +109,7 @@ def dense_hidden(model, # the dense model (a Hugging Face causal LM: `get_output
                  batch_size:int=8, device=None,
                 ) -> DenseHidden|None: # None where the head alone does not give the logits bit for bit
     "The inputs of `model`'s output head on `windows` (kept on CPU), checked to reproduce every batch's logits exactly."
-    head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
-    if not isinstance(head, torch.nn.Module) or next(head.parameters(), None) is None: return None
+    if (head := _head(model)) is None: return None
     _check_windows(model, windows)
     device, bs, seen, hs = device or next(model.parameters()).device, _step(model, windows, batch_size), [], []
     hook = head.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
@@ -129,8 +133,7 @@ def dense_reference(model, # the dense model
     "What `kl_to_dense` should be given for `windows`: the dense log-probs if they fit, else the head inputs if they fit and are exact, else the model."
     V = model.config.vocab_size
     if windows.numel() * V * 4 / 2**30 <= max_gib: return dense_logprobs(model, windows, batch_size, device)
-    head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
-    d = getattr(head, 'in_features', None) or getattr(model.config, 'hidden_size', None)
+    d = getattr(_head(model), 'in_features', None) or getattr(model.config, 'hidden_size', None)
     item = next(model.parameters()).element_size()
     if d and windows.numel() * d * item / 2**30 <= max_gib: return dense_hidden(model, windows, batch_size, device) or model
     return model
@@ -151,7 +154,7 @@ def kl_to_dense(model, # the pruned model
     elif isinstance(dense, DenseHidden):
         if dense.hidden.shape[:2] != windows.shape:
             raise ValueError(f"dense head inputs of shape {tuple(dense.hidden.shape)} do not match windows {tuple(windows.shape)}: compute them with dense_hidden on the same windows")
-        ref = (dense.logprobs(i, bs) for i in range(0, len(windows), bs)) # bs == dense.batch_size: the side-by-side result to the bit
+        ref = (dense.logprobs(i, bs) for i in range(0, len(windows), bs)) # the batches it was built with: the side-by-side result to the bit
     else: ref = (lp for _, lp in _logprobs(dense, windows, bs, device))
     kls, nlls, agree, tot = [], [], 0, torch.zeros((), dtype=torch.float64)
     for (y, lq), lp in zip(_logprobs(model, windows, bs, device), ref):

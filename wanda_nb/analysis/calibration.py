@@ -95,9 +95,9 @@ def calib_bench(model:str, dtype:str='float32', device:str='cpu',
     B.windows['c4'] = eval_windows(held_out(load_corpus('c4', 'train'))[1], B.tokenizer, P['eval_seqlen'], max_windows=max_windows)
     B.windows = {c: B.windows[c] for c in ('wikitext2', 'c4', 'code', 'stories') if c in B.windows}
     B.settings['eval_windows'] = {c: len(w) for c, w in B.windows.items()}
-    from wanda_nb.metrics import dense_reference
+    from wanda_nb.experiment import cache_dense
     for c, w in B.windows.items():
-        if c not in B.dense_lp and (ref := dense_reference(B.dense, w)) is not B.dense: B.dense_lp[c] = ref
+        if c not in B.dense_lp: cache_dense(B, c, w)
     return B
 
 # %% ../../nbs/23_calibration.ipynb #351f1b56

@@ -7,10 +7,10 @@ from __future__ import annotations
 import math, time
 import numpy as np, pandas as pd, torch
 from ..data import load_corpus
-from ..metrics import eval_windows, dense_reference, mean_se, paired_diff
+from ..metrics import eval_windows, mean_se, paired_diff
 from ..calib import calib_windows
 from ..recover import KINDS, recover, recovery_step
-from ..experiment import bench, run_one
+from ..experiment import bench, run_one, cache_dense
 from .calibration import held_out
 from .evidence import over_seed_diffs
 
@@ -31,7 +31,7 @@ def recovery_bench(model:str='stories260K', dtype:str='float32', device:str='cpu
     b.calib = calib_windows(cal, b.tokenizer, m['nsamples'], m['seqlen'], m['seed'], sampler)
     b.windows['c4'] = w = eval_windows(ev, b.tokenizer, b.settings['eval_seqlen'], max_windows=c4_windows)
     b.settings['eval_windows'] = {c: len(x) for c, x in b.windows.items()}
-    if (ref := dense_reference(b.dense, w)) is not b.dense: b.dense_lp['c4'] = ref
+    cache_dense(b, 'c4', w)
     return b
 
 # %% ../../nbs/27_recovery.ipynb #6dce45ff
