@@ -177,3 +177,15 @@ def test_search_on_a_subset_of_the_calibration_windows(tiny_bench, tmp_path):
     study(b, tmp_path/'b', **kw)
     plain = learn(b, 'wanda', 0.6, reseeded(b, 0, redraw=True), deltas=(0.1,), max_sweeps=1)
     assert [json.loads(f.read_text())['id'] for f in (tmp_path/'b'/'search').glob('*.json')] == [plain['id']]
+
+def test_verdicts_carry_each_sides_perplexity():
+    "The summary shows each side's perplexity (geometric mean over its runs) beside the KL verdict; none without ppl records."
+    from wanda_nb.analysis.allocation import allocation_frame, allocation_verdicts, verdict_summary
+    recs = [_rec('uniform', k, [1., 2., 3.]) | {'metrics.ppl.x': p} for k, p in enumerate((100., 400.))]
+    recs += [_rec('b', k, [0.5, 1., 1.5]) | {'metrics.ppl.x': 10.} for k in range(2)]
+    claims = (('3', 'b beats uniform', 'wanda', 'b', 'uniform'),)
+    v = allocation_verdicts(allocation_frame(pd.DataFrame(recs)), ('x',), claims=claims).iloc[0]
+    assert abs(v.ppl_a - 10.) < 1e-9 and abs(v.ppl_b - 200.) < 1e-9
+    assert '(ppl 10 vs 200)' in verdict_summary(allocation_verdicts(allocation_frame(pd.DataFrame(recs)), ('x',), claims=claims)).numbers.iloc[0]
+    bare = [{k: x for k, x in r.items() if k != 'metrics.ppl.x'} for r in recs]
+    assert 'ppl' not in verdict_summary(allocation_verdicts(allocation_frame(pd.DataFrame(bare)), ('x',), claims=claims)).numbers.iloc[0]

@@ -607,7 +607,8 @@ def _sec_ext(c:_Ctx) -> str:
         v = verdict_summary(allocation_verdicts(A, corpora=corp)).reset_index()
         out.append(f"2. *Layer-wise vs global allocation, learned schedules* (calibration seeds {', '.join(str(int(x)) for x in sorted(A['seed'].dropna().unique()))}; `seeds`: how many a comparison pairs; KL to dense "
                    "paired over windows and seeds, difference ± its uncertainty; confirmed/refuted only when every corpus agrees "
-                   "beyond twice the uncertainty; nbs/26_allocation.ipynb):\n\n" + md_table(v.drop(columns='extension'), index=False))
+                   "beyond twice the uncertainty; in brackets each side's perplexity, geometric mean over its runs: a verdict "
+                   "between two models that no longer model language says little about allocations worth keeping; nbs/26_allocation.ipynb):\n\n" + md_table(v.drop(columns='extension'), index=False))
     q = c.df[c.df['experiment'] == 'quantization'] if 'experiment' in c.df else c.df.iloc[:0]
     if q.empty: out.append("3. *Pruning + quantization*: not measured yet (nbs/28_quantization.ipynb)."); return '\n'.join(out)
     from wanda_nb.analysis.quantization import added_cost, order_verdicts, rivals

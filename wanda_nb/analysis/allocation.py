@@ -336,9 +336,14 @@ def _calibrated(method:str, *labels) -> bool:
     "Whether a side of the comparison reads calibration data (the score, OWL's outlier ratios, a learned search): a seed matters."
     return get_method(method).needs != 'none' or any(l not in ('uniform', 'global') for l in labels)
 
+def _gppl(d, corpus) -> float:
+    "Geometric mean perplexity of runs `d` on `corpus` (NaN without runs): the context of a verdict, which is in KL."
+    col = f'metrics.ppl.{corpus}'
+    return float(np.exp(np.log(d[col].astype(float)).mean())) if len(d) and col in d else np.nan
+
 def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is added here)
                         corpora=('stories', 'wikitext2'), metric:str='kl', z:float=2.0, claims=CLAIMS,
-                       ) -> pd.DataFrame: # one row per claim × target × corpus: n, calibrated, diff, u, z, d_achieved, verdict, note
+                       ) -> pd.DataFrame: # one row per claim × target × corpus: n, calibrated, diff, u, z, d_achieved, ppl_a, ppl_b, verdict, note
     "The verdict on every claim of extensions 2 and 3, per target and corpus, from paired differences."
     df, rows = tuned_owl(df), []
     for ext, claim, method, a, bb in claims:
@@ -355,17 +360,21 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
                 note, v = (f"one seed: would be {v}", INCONCLUSIVE) if one else ('', v)
                 rows.append(dict(extension=ext, claim=claim, target=target, corpus=c, n=r['n'] if r else 0, calibrated=cal,
                                  diff=r['diff'] if r else np.nan, u=r['u'] if r else np.nan, z=r['z'] if r else np.nan,
-                                 d_achieved=(r['achieved_a'] - r['achieved_b']) if r else np.nan, verdict=v, note=note))
+                                 d_achieved=(r['achieved_a'] - r['achieved_b']) if r else np.nan,
+                                 ppl_a=_gppl(A, c), ppl_b=_gppl(B, c), verdict=v, note=note))
     return pd.DataFrame(rows)
 
 # %% ../../nbs/26_allocation.ipynb #72535415
+def _fmt(x) -> str: return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
 def verdict_summary(v:pd.DataFrame) -> pd.DataFrame:
-    "One verdict per claim and target: confirmed/refuted when every corpus agrees, else inconclusive; the seeds paired; the numbers."
+    "One verdict per claim and target: confirmed/refuted when every corpus agrees, else inconclusive; the seeds paired; the numbers (KL difference ± u; the two sides' perplexities, geometric means over seeds, for context)."
     def one(d):
         vs = set(d.verdict)
         verdict = vs.pop() if len(vs) == 1 else 'inconclusive'
         nums = '; '.join(f"{r.corpus}: no records of one side" if r['diff'] != r['diff'] else
-                         f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" + (f" ({r.note})" if r.get('note') else '') for _, r in d.iterrows())
+                         f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" + (f" (ppl {_fmt(r.get('ppl_a'))} vs {_fmt(r.get('ppl_b'))})" if r.get('ppl_a') == r.get('ppl_a') and 'ppl_a' in r else '')
+                         + (f" ({r.note})" if r.get('note') else '') for _, r in d.iterrows())
         return pd.Series(dict(verdict=verdict, seeds=int(d['n'].min()), numbers=nums))
     return v.groupby(['extension', 'claim', 'target'], sort=False).apply(one, include_groups=False)
 
