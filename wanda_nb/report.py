@@ -501,11 +501,6 @@ def _nest(row:dict) -> dict:
         d[last] = v
     return out | dict(calibration=out.get('calibration') or None) # None (not absent) for a run without calibration
 
-def _after(df:pd.DataFrame, col:str, before:str) -> pd.DataFrame:
-    "`df` with column `col` moved right after column `before`."
-    cols = [c for c in df.columns if c != col]
-    return df[cols[:cols.index(before) + 1] + [col] + cols[cols.index(before) + 1:]]
-
 def _sec_finetune(c:_Ctx) -> str:
     out = ["### 3.5 Fine-tuning recovery\n"]
     rec = dedupe(_recovery_runs(c.df))
@@ -524,11 +519,12 @@ def _sec_finetune(c:_Ctx) -> str:
     g = gap_table(at_current_lr(recovery_rows(pd.concat([dense, rec], ignore_index=True), corpus))) # one lr per kind: the newest choice
     keys = ['method', 'structure', 'sparsity', 'kind', 'loss', 'data'] # data: the same loss on other text is another recovery
     top = g[g['tokens'] == g.groupby(keys)['tokens'].transform('max')]       # each recovery at its largest budget
-    t = top.groupby(keys).agg(seeds=('seed', 'nunique'), tokens=('tokens', 'first'), kl_before=('kl_before', 'mean'),
-                              kl_after=('kl', 'mean'), removed=('kl_removed', 'mean'),
+    t = top.groupby(keys).agg(tokens=('tokens', 'first'), kl_before=('kl_before', 'mean'), kl_after=('kl', 'mean'),
                               gap_closed=('logppl_closed', 'mean'), ppl_before=('ppl_before', 'mean'), ppl_after=('ppl', 'mean'),
                               seconds=('seconds', 'mean')).reset_index()
-    t = _after(t.merge(over_seeds(top, keys, 'kl_removed')[keys + ['u']], on=keys), 'u', 'removed') # window and seed
+    os_ = over_seeds(top, keys, 'kl_removed').rename(columns={'kl_removed': 'removed'}) # the seed mean, its window and seed u
+    t = t.merge(os_[keys + ['seeds', 'removed', 'u']], on=keys)[keys + ['seeds', 'tokens', 'kl_before', 'kl_after', 'removed', 'u',
+                                                                        'gap_closed', 'ppl_before', 'ppl_after', 'seconds']]
     out.append(f"The mask held fixed, each recovery at its largest measured budget (`{corpus}`; KL to dense in nats/token; "
                "*removed*: paired over windows, mean over training seeds, ± *u* (window and seed uncertainty, t-scaled; one seed: the window error alone); *gap closed*: the fraction of the log-perplexity gap to "
                "dense that recovery closes; kinds: `masked` full fine-tuning with the mask re-applied, `lora` low-rank adapters "
@@ -553,9 +549,10 @@ def _sec_finetune(c:_Ctx) -> str:
     if len(mg): # each recovery at its largest budget, as above; several seeds averaged (u: window and seed uncertainty)
         k = ['structure', 'sparsity', 'kind', 'loss', 'data']
         top = mg[mg['tokens'] == mg.groupby(k)['tokens'].transform('max')]
-        mg = top.groupby(k + ['tokens'], sort=False).agg(
-            seeds=('seed', 'nunique'), **{c: (c, 'mean') for c in ('kl magnitude', 'kl wanda', 'diff', 'vs_one_shot')}).reset_index()
-        mg = _after(mg.merge(over_seeds(top, k + ['tokens'], 'diff')[k + ['tokens', 'u']], on=k + ['tokens']), 'u', 'diff')
+        mg = top.groupby(k + ['tokens'], sort=False).agg(**{c: (c, 'mean') for c in ('kl magnitude', 'kl wanda', 'vs_one_shot')}).reset_index()
+        os_ = over_seeds(top, k + ['tokens'], 'diff')  # the seed mean of the paired difference, its window and seed u
+        mg = mg.merge(os_[k + ['tokens', 'seeds', 'diff', 'u']], on=k + ['tokens'])[k + ['tokens', 'seeds', 'kl magnitude', 'kl wanda',
+                                                                                      'diff', 'u', 'vs_one_shot']]
         mg['verdict'] = np.where(mg['diff'] > 2 * mg['u'], 'magnitude worse', np.where(mg['diff'] < -2 * mg['u'], 'wanda worse', 'inconclusive'))
         c.use('3.5', pruned)
         out.append(f"\nDoes recovery close the gap between magnitude and Wanda? KL of magnitude minus KL of Wanda at the same "
