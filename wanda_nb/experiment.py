@@ -295,7 +295,7 @@ class Bench:
     "Everything shared by the runs of one session: models, tokenizer, calibration and evaluation windows."
     name:str; model:torch.nn.Module; dense:torch.nn.Module; tokenizer:object
     calib:object; windows:dict; settings:dict
-    dense_lp:dict = field(default_factory=dict) # corpus -> dense log-probs (n, seqlen-1, V) or head inputs (`DenseHidden`), when small enough to keep
+    dense_ref:dict = field(default_factory=dict) # corpus -> dense log-probs (n, seqlen-1, V) or head inputs (`DenseHidden`), when small enough to keep
 
 @contextmanager
 def _bar(model, total:int, desc:str, on:bool):
@@ -308,9 +308,9 @@ def _bar(model, total:int, desc:str, on:bool):
 
 # %% ../nbs/10_experiment.ipynb #06a5fbb8
 def cache_dense(b:Bench, corpus:str, w:torch.Tensor, batch_size:int=8, progress:bool=False):
-    "Keep in `b.dense_lp[corpus]` what `kl_to_dense` needs for windows `w` (log-probs, else head inputs) when it fits in `_CACHE_GB`."
+    "Keep in `b.dense_ref[corpus]` what `kl_to_dense` needs for windows `w` (log-probs, else head inputs) when it fits in `_CACHE_GB`."
     with _bar(b.dense, len(w), f'dense {corpus}', progress): ref = dense_reference(b.dense, w, batch_size, max_gib=_CACHE_GB)
-    if ref is not b.dense: b.dense_lp[corpus] = ref # else: the dense model runs side by side
+    if ref is not b.dense: b.dense_ref[corpus] = ref # else: the dense model runs side by side
 
 def load_bench(p:Plan, # from `plan_bench`
                batch_size:int=8, # windows per forward pass of the dense model
@@ -419,7 +419,7 @@ def measure(b:Bench, # the bench; its working model is measured
         d = {}
         for c, w in b.windows.items():
             with _bar(b.model, len(w), f'KL {c}', progress):
-                d[c] = kl_to_dense(b.model, b.dense_lp.get(c, b.dense), w, batch_size)
+                d[c] = kl_to_dense(b.model, b.dense_ref.get(c, b.dense), w, batch_size)
         m['kl'] = {c: r['kl'] for c, r in d.items()}
         m['kl_detail'] = {c: {k: r[k] for k in ('kl_median', 'kl_p99', 'top1_agree', 'n_tokens')} for c, r in d.items()}
         m['kl_windows'], m['nll_windows'] = ({c: r[k] for c, r in d.items()} for k in ('kl_windows', 'nll_windows'))

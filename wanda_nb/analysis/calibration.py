@@ -97,7 +97,7 @@ def calib_bench(model:str, dtype:str='float32', device:str='cpu',
     B.settings['eval_windows'] = {c: len(w) for c, w in B.windows.items()}
     from wanda_nb.experiment import cache_dense
     for c, w in B.windows.items():
-        if c not in B.dense_lp: cache_dense(B, c, w)
+        if c not in B.dense_ref: cache_dense(B, c, w)
     return B
 
 # %% ../../nbs/23_calibration.ipynb #351f1b56
