@@ -382,18 +382,23 @@ def verdict_summary(v:pd.DataFrame) -> pd.DataFrame:
 MAIN = ('uniform', 'OWL M=5 λ=0.08', 'OWL tuned on calibration', 'learned', 'global, dense inputs', 'global')
 
 def plot_quality(df:pd.DataFrame, corpora=('stories', 'wikitext2'), labels=MAIN, title:str=''):
-    "KL to dense vs sparsity (error bars: seed sd) and its paired difference to uniform (error bars: u), per method."
+    "KL to dense vs sparsity (error bars: seed sd) and its paired difference to uniform (error bars: u; dense-input allocations against uniform on dense inputs, as their verdicts), per method."
     import matplotlib.pyplot as plt
     df = tuned_owl(df); methods = [m for m in ('wanda', 'magnitude') if m in set(df.method)]
     fig, axs = plt.subplots(len(methods), 2 * len(corpora), figsize=(3.2 * 2 * len(corpora), 2.6 * len(methods)), dpi=70, squeeze=False)
     for i, m in enumerate(methods):
         for j, c in enumerate(corpora):
             t = allocation_table(df, c).loc[m]
+            dense = 'uniform, dense inputs' in set(t.index.get_level_values('label')) # global Wanda's like-for-like base
+            td = allocation_table(df, c, base='uniform, dense inputs').loc[m] if dense else None
             for lab in labels:
                 if lab not in t.index.get_level_values('label'): continue
                 s = t.xs(lab, level='label')
+                on_dense = dense and lab.endswith(', dense inputs')
+                d = td.xs(lab, level='label') if on_dense else s
                 axs[i, 2 * j].errorbar(s.index, s['mean'], yerr=s['sd'].fillna(0), marker='o', ms=3, capsize=2, label=lab)
-                axs[i, 2 * j + 1].errorbar(s.index, s['diff'], yerr=s['u'], marker='o', ms=3, capsize=2, label=lab)
+                axs[i, 2 * j + 1].errorbar(d.index, d['diff'], yerr=d['u'], marker='o', ms=3, capsize=2,
+                                           label=f'{lab} − uniform, dense inputs' if on_dense else lab)
             axs[i, 2 * j].set(yscale='log', title=f'{m}: KL to dense, {c}', xlabel='sparsity (nominal)')
             axs[i, 2 * j + 1].axhline(0, color='k', lw=0.5)
             axs[i, 2 * j + 1].set(title=f'{m}: − uniform (paired), {c}', xlabel='sparsity (nominal)')
