@@ -170,6 +170,7 @@ def test_benchmark_runs_on_cpu(tmp_path):
     import json
     res = json.loads((tmp_path/'infer_speed.json').read_text())
     assert res['env']['commit'] == 'test' and res['parts']['device']['copy_bw'] > 0 and not res['errors']
+    assert res['parts']['device']['read_bw'] > 0   # decode floors use the higher of the two bandwidths
     assert (tmp_path/'infer_speed.md').read_text().startswith('# What 2:4 buys')
 
 def test_benchmark_merge(tmp_path):
