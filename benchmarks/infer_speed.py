@@ -213,7 +213,7 @@ def matmul():
     if A.cpu_smoke: toks = [1, 80]
     t_start = time.time()
     fs = [formats(*s, seed=i) for i, s in enumerate(shapes())]
-    rows, blocks = [], []
+    rows, blocks, l2 = [], [], (RES['parts'].get('device') or {}).get('l2_bytes')
     for n in toks:
         for f in fs:
             x = torch.randn(n, f['d_in'], device=DEV, dtype=torch.bfloat16)
@@ -222,8 +222,7 @@ def matmul():
                 c = op(f, m, x)
                 if c is None: continue
                 r = dict(shape=f['name'], d_out=f['d_out'], d_in=f['d_in'], tokens=n, method=m, weight_bytes=nbytes(f, m))
-                l2 = (RES['parts'].get('device') or {}).get('l2_bytes')
-                if l2: r['fits_l2'] = nbytes(f, m) < l2                # replayed alone, its weights can stay in L2
+                if l2: r['fits_l2'] = r['weight_bytes'] < l2             # replayed alone, its weights can stay in L2
                 y = guard(r, 'y', c)
                 if y is None: rows.append(r); continue
                 y = y.t() if m == 'csr50' else y
@@ -516,7 +515,7 @@ def report():
                             f"{max(r.get('weight_bytes', 0) for r in l2) / 1e6:.0f} MB) still in the L2 cache, so per-matmul "
                             "decode times of small matrices do not measure HBM (the per-block rows, seven matmuls of more bytes than "
                             "L2 holds, do); ")
-            if pre: s.append(f"at prefill sizes ({', '.join(sorted({r['shape'] + ' ' + r['method'] for r in pre}))}) up to "
+            if pre: s.append(f"at prefill sizes ({names(pre)}) up to "
                              f"{max(r['floor_ms'] / r['graphed_ms'] for r in pre) * basis['rate'] / 1e12:.3g} TFLOP/s against "
                              f"{basis['rate'] / 1e12:.3g}; ")
             s.append("every `x_floor` above is relative to that assumed basis; measured against the rate a row reached instead, a "

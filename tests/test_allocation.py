@@ -184,8 +184,9 @@ def test_verdicts_carry_each_sides_perplexity():
     recs = [_rec('uniform', k, [1., 2., 3.]) | {'metrics.ppl.x': p} for k, p in enumerate((100., 400.))]
     recs += [_rec('b', k, [0.5, 1., 1.5]) | {'metrics.ppl.x': 10.} for k in range(2)]
     claims = (('3', 'b beats uniform', 'wanda', 'b', 'uniform'),)
-    v = allocation_verdicts(allocation_frame(pd.DataFrame(recs)), ('x',), claims=claims).iloc[0]
-    assert abs(v.ppl_a - 10.) < 1e-9 and abs(v.ppl_b - 200.) < 1e-9
-    assert '(ppl 10 vs 200)' in verdict_summary(allocation_verdicts(allocation_frame(pd.DataFrame(recs)), ('x',), claims=claims)).numbers.iloc[0]
+    verdicts = lambda rs: allocation_verdicts(allocation_frame(pd.DataFrame(rs)), ('x',), claims=claims)
+    v = verdicts(recs)
+    assert abs(v.ppl_a[0] - 10.) < 1e-9 and abs(v.ppl_b[0] - 200.) < 1e-9
+    assert '(ppl 10.0 vs 200.0)' in verdict_summary(v).numbers.iloc[0]   # evidence.num's format
     bare = [{k: x for k, x in r.items() if k != 'metrics.ppl.x'} for r in recs]
-    assert 'ppl' not in verdict_summary(allocation_verdicts(allocation_frame(pd.DataFrame(bare)), ('x',), claims=claims)).numbers.iloc[0]
+    assert 'ppl' not in verdict_summary(verdicts(bare)).numbers.iloc[0]

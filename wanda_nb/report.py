@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, functools, json, math, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd
-from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, reruns, seed_stats, compare, decide, say,
+from .analysis.evidence import (as_frame, protocol_of, describe, select, dedupe, reruns, seed_stats, compare, decide, say, num,
                                         provenance, clean_only, EVAL_SETS, CONFIRMED, REFUTED, INCONCLUSIVE, NOT_MEASURABLE,
                                         NOT_MEASURED)
 from .analysis.why import recon_summary, row_emptying, feature_spread, mask_agreement, attribution
@@ -21,10 +21,7 @@ from .analysis.nm import nm_compare, speed_summary, block_speed, best_speedup, b
 __all__ = ['SEED_CLAIMS', 'md_table', 'headline_table', 'headline', 'report', 'load_speed', 'demo_records', 'main']
 
 # %% ../nbs/30_report.ipynb #00ba784a
-def _num(x):
-    if x is None or x != x: return '—'
-    if isinstance(x, (int, np.integer)) or float(x).is_integer() and abs(x) >= 1000: return f"{x:,.0f}"
-    return f"{x:.3g}" if abs(x) < 1 else f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 1000 else f"{x:,.0f}"
+_num = num # the project's one number format (analysis.evidence)
 def _pct(x, d=1): return '—' if x is None or x != x else f"{100 * x:.{d}f}%"
 
 def md_table(df:pd.DataFrame, index=True, fmt=_num) -> str:

@@ -20,7 +20,7 @@ from ..metrics import kl_to_dense, dense_reference
 from ..prune import prune_model
 from ..experiment import run_one, Step
 from ..records import run_record, save_record, find_record
-from .evidence import as_frame, compare, decide, INCONCLUSIVE, CONFIRMED, REFUTED, NOT_MEASURED
+from .evidence import as_frame, compare, decide, num, INCONCLUSIVE, CONFIRMED, REFUTED, NOT_MEASURED
 from .sweep import reseeded
 
 # %% auto #0
@@ -365,15 +365,13 @@ def allocation_verdicts(df:pd.DataFrame, # `allocation_frame` (tuned OWL is adde
     return pd.DataFrame(rows)
 
 # %% ../../nbs/26_allocation.ipynb #72535415
-def _fmt(x) -> str: return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-
 def verdict_summary(v:pd.DataFrame) -> pd.DataFrame:
     "One verdict per claim and target: confirmed/refuted when every corpus agrees, else inconclusive; the seeds paired; the numbers (KL difference ± u; the two sides' perplexities, geometric means over seeds, for context)."
     def one(d):
         vs = set(d.verdict)
         verdict = vs.pop() if len(vs) == 1 else 'inconclusive'
         nums = '; '.join(f"{r.corpus}: no records of one side" if r['diff'] != r['diff'] else
-                         f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" + (f" (ppl {_fmt(r.get('ppl_a'))} vs {_fmt(r.get('ppl_b'))})" if r.get('ppl_a') == r.get('ppl_a') and 'ppl_a' in r else '')
+                         f"{r.corpus} {r['diff']:+.3f} ± {r.u:.3f}" + (f" (ppl {num(r.ppl_a)} vs {num(r.ppl_b)})" if pd.notna(r.get('ppl_a')) else '')
                          + (f" ({r.note})" if r.get('note') else '') for _, r in d.iterrows())
         return pd.Series(dict(verdict=verdict, seeds=int(d['n'].min()), numbers=nums))
     return v.groupby(['extension', 'claim', 'target'], sort=False).apply(one, include_groups=False)

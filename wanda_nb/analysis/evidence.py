@@ -15,7 +15,7 @@ from ..methods import METHODS
 # %% auto #0
 __all__ = ['CALIB', 'RUN', 'CONFIRMED', 'REFUTED', 'INCONCLUSIVE', 'NOT_MEASURABLE', 'NOT_MEASURED', 'EVAL_SETS', 'as_frame',
            'Protocol', 'protocol_of', 'describe', 'select', 'dedupe', 'reruns', 'seed_stats', 't975', 't_scaled',
-           'over_seed_diffs', 'compare', 'decide', 'matched', 'say', 'provenance', 'clean_only']
+           'over_seed_diffs', 'compare', 'decide', 'matched', 'num', 'say', 'provenance', 'clean_only']
 
 # %% ../../nbs/19_evidence.ipynb #c5d4ca1b
 _DEFAULTS = dict(experiment='main', model='?', method='?', sparsity=0.0, structure='unstructured', group=None,
@@ -231,6 +231,12 @@ def matched(c:dict, tol:float=2e-3) -> str:
     gap = c['achieved_a'] - c['achieved_b']
     return '' if abs(gap) <= tol else (f" (achieved sparsity {c['achieved_a']:.4f} vs {c['achieved_b']:.4f}: not matched, "
                                        f"A prunes {abs(gap):.4f} {'more' if gap > 0 else 'less'})")
+
+def num(x) -> str:
+    "A number for prose and tables: '—' for None/NaN, thousands separated from 1,000, three significant digits below 1."
+    if x is None or x != x: return '—'
+    if isinstance(x, (int, np.integer)) or float(x).is_integer() and abs(x) >= 1000: return f"{x:,.0f}"
+    return f"{x:.3g}" if abs(x) < 1 else f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 def say(c:dict, metric:str='nll') -> str:
     "A comparison in words: the ratio (nll) or the difference (kl) with its uncertainty and its parts."
