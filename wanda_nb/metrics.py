@@ -154,7 +154,7 @@ def kl_to_dense(model, # the pruned model
     elif isinstance(dense, DenseHidden):
         if dense.hidden.shape[:2] != windows.shape:
             raise ValueError(f"dense head inputs of shape {tuple(dense.hidden.shape)} do not match windows {tuple(windows.shape)}: compute them with dense_hidden on the same windows")
-        ref = (dense.logprobs(i, bs) for i in range(0, len(windows), bs)) # the batches it was built with: the side-by-side result to the bit
+        ref = (dense.logprobs(i, bs) for i in range(0, len(windows), bs)) # to the bit the side-by-side result when bs is the batch size it was built with (dense.batch_size)
     else: ref = (lp for _, lp in _logprobs(dense, windows, bs, device))
     kls, nlls, agree, tot = [], [], 0, torch.zeros((), dtype=torch.float64)
     for (y, lq), lp in zip(_logprobs(model, windows, bs, device), ref):
