@@ -23,6 +23,7 @@ PLANS = dict(   # study -> (what it runs, roughly) — the order given by --plan
     owl='OWL+Wanda at 50/60/70% (and uniform Wanda at 60%), the seeds of --owl-seeds',
     quant='pruning + quantization: wanda/sparsegpt × 50%/2:4 × int4-g64/int4, prune→GPTQ and joint, the Q4_1 model as it is; int3/int3-g64 alone',
     allocation='uniform / OWL / global / learned schedule at 50% then 70%, calibration seeds 0-2 (the allocation study, SmolLM2 plan)',
+    sensitivity='single-block sensitivity: Wanda at 50% and 70%, each block pruned alone (seed 0; masks from one dense-statistics pass, nbs/26 `single_blocks`)',
     recovery='fine-tuning with the mask held fixed (the recovery study, SmolLM2 plan)',
     **{'allocation-zeroshot': 'zero-shot (all eight tasks, --tasks-limit) of dense, uniform, OWL, global and learned Wanda at the '
                               'sparsity where allocations differ most, seed 0; the allocation study\'s searches reused'},
@@ -110,6 +111,9 @@ def _run(st, B, root, a, say):
     elif st == 'allocation':
         from wanda_nb.analysis import allocation as A
         A.study(B, root/'allocation', **A.SMOL) # target-major: seeds 0-2 at 50% (a verdict) before 70%
+    elif st == 'sensitivity':
+        from wanda_nb.analysis import allocation as A
+        A.single_blocks(B, root/'allocation', sparsities=(0.5, 0.7), seed=0, batch_size=bs)
     elif st == 'allocation-zeroshot':
         from wanda_nb.analysis import allocation as A
         s = A.most_different(A.allocation_frame(root/'allocation'))

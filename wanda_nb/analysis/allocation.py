@@ -22,13 +22,14 @@ from ..experiment import run_one, Step
 from ..records import run_record, save_record, find_record
 from .evidence import as_frame, compare, decide, num, INCONCLUSIVE, CONFIRMED, REFUTED, NOT_MEASURED
 from .sweep import reseeded
+from .why import layer_masks
 
 # %% auto #0
 __all__ = ['SEARCH_PROVENANCE', 'OWL_GRID', 'CLAIMS', 'MAIN', 'SMOL', 'count_group', 'reference', 'CalibScore', 'calib_score',
            'first_windows', 'watch_inputs', 'learn', 'owl_schedule', 'global_wanda_masks', 'block_rows',
-           'calib_kl_step', 'study', 'allocation_frame', 'tuned_owl', 'allocation_table', 'owl_grid_table',
-           'schedule_table', 'allocation_verdicts', 'verdict_summary', 'plot_quality', 'plot_schedule', 'rediscovery',
-           'study_cost', 'gpu_seconds', 'zeroshot_study', 'most_different']
+           'calib_kl_step', 'study', 'single_blocks', 'allocation_frame', 'tuned_owl', 'allocation_table',
+           'owl_grid_table', 'schedule_table', 'allocation_verdicts', 'verdict_summary', 'plot_quality',
+           'plot_schedule', 'rediscovery', 'study_cost', 'gpu_seconds', 'zeroshot_study', 'most_different']
 
 # %% ../../nbs/26_allocation.ipynb #ab1b3d7c
 def count_group(method:str) -> str:
@@ -234,6 +235,28 @@ def study(b, # a `wanda_nb.experiment.Bench` (its calibration recipe is redrawn 
                                      search_windows=search_windows, score_windows=score_windows)
     return out
 
+# %% ../../nbs/26_allocation.ipynb #8c9ae69b
+def single_blocks(b, # a `wanda_nb.experiment.Bench`
+                  out, # records folder (the study's: results/<model>/allocation)
+                  sparsities=(0.5, 0.7), seed:int=0, # targets; the calibration seed (`reseeded`)
+                  method:str='wanda', # a scoring method (masks by `why.layer_masks`)
+                  blocks=None, # block indices (None: every block)
+                  evals=('ppl', 'kl'), batch_size:int=8):
+    "Each block pruned alone at each target, masks from one pass of dense statistics; resumable, recorded as the study's single-block runs."
+    m, cs, S, t0 = get_method(method), reseeded(b, seed, redraw=True), {}, time.time()
+    def masks(j, target):
+        if m.needs != 'none' and 'stats' not in S: S['stats'] = dense_stats(b.dense, cs, batch_size) # on the first run that needs them
+        return layer_masks(b.dense, S.get('stats'), lambda blk, name: method if blk == j else None, target, m.groups[0])
+    for target in sparsities:
+        for j in range(len(decoder_blocks(b.dense))) if blocks is None else blocks:
+            run_one(b, method, target, group=m.groups[0], masks=lambda b, j=j: masks(j, target), blocks=[j], out=out,
+                    calib=cs if m.needs != 'none' else None, experiment='allocation', evals=evals, batch_size=batch_size,
+                    extra=dict(alloc='single-block', target=float(target), seed=seed if m.needs != 'none' else None,
+                               statistics='dense inputs'))
+        _log(f"{method} single blocks at {target:.0%} seed {seed} done", t0)
+    return Path(out)
+
+
 # %% ../../nbs/26_allocation.ipynb #b987965e
 def _label(r) -> str:
     a, dense = r.get('extra.alloc'), r.get('extra.statistics') == 'dense inputs'
@@ -248,7 +271,8 @@ def allocation_frame(records) -> pd.DataFrame:
     if df.empty: raise ValueError("no allocation-study records (experiment='allocation' with extra.alloc): run `study` first")
     if 'extra.seed' in df: df['seed'] = df['seed'].where(df['seed'].notna(), df['extra.seed'])
     df['label'] = [_label(r) for r in df.to_dict('records')]
-    df['target'], df['reference'] = df['extra.target'].astype(float), df['extra.reference'].astype(float)
+    df['target'] = df['extra.target'].astype(float)
+    df['reference'] = df['extra.reference'].astype(float) if 'extra.reference' in df else np.nan # single-block runs have none
     df['achieved'] = df['metrics.achieved_sparsity'].astype(float)
     df['calib_kl'] = df['metrics.calib_kl.kl'] if 'metrics.calib_kl.kl' in df else np.nan
     return df.reset_index(drop=True)
