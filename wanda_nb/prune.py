@@ -226,6 +226,7 @@ def prune_model(model:nn.Module, # a Hugging Face causal LM (any family `decoder
             if offload: inps = host_inputs(inps, pin=device.type == 'cuda') # host memory, streamed through each block
         T['capture'] = _now(device) - t
         for i, block in enumerate(tqdm(blocks, desc=f"{cfg['method']} {cfg['structure']} {cfg['sparsity']:.0%}", disable=not progress)):
+            if cfg['blocks'] is not None and i > max(cfg['blocks']): break # nothing left to prune: the later blocks' inputs are not needed
             if offload: block.to(device)
             if cfg['blocks'] is not None and i not in cfg['blocks']: # stays dense: only carry the inputs through it
                 if inps is not None:
