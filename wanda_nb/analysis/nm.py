@@ -139,19 +139,16 @@ def block_speed(infer:dict|None, # parsed infer_speed.json ({'parts': {'matmul':
 
 def best_speedup(t:pd.DataFrame, # output of `block_speed`
                  kind:str, # '2:4', 'unstructured 50%', ...
-                ) -> pd.Series: # tokens -> best speed-up of that kind (graphed where it exists, else eager)
+                ) -> pd.DataFrame: # index tokens: speedup (the best; graphed where it exists, else eager), eager (bool)
     "The most favourable measured speed-up of a kind of sparsity at each token count."
     k = t[t['kind'] == kind]
     k = k.assign(s=k['speedup'].fillna(k['speedup_eager']), eager=k['speedup'].isna())
     best = k.loc[k.groupby('tokens')['s'].idxmax()] if len(k) else k
-    s = best.set_index('tokens')['s'].rename(None)
-    s.attrs['eager'] = sorted(best.loc[best['eager'], 'tokens'].tolist()) # token counts whose best has no graphed timing (CSR)
-    return s
+    return best.set_index('tokens')[['s', 'eager']].rename(columns={'s': 'speedup'}) # eager: no graphed timing (CSR)
 
-def speedup_text(s:pd.Series) -> str:
-    "'1.04× at 1, 0.64× at 16 (eager vs eager) tokens' from a `best_speedup` series: eager comparisons are marked."
-    eager = set(s.attrs.get('eager', ()))
-    return ', '.join(f"{v:.2f}× at {k:,}" + (' (eager vs eager)' if k in eager else '') for k, v in s.items()) + ' tokens'
+def speedup_text(b:pd.DataFrame) -> str:
+    "'1.04× at 1, 0.64× at 16 (eager vs eager) tokens' from `best_speedup`: eager comparisons are marked."
+    return ', '.join(f"{r.speedup:.2f}× at {k:,}" + (' (eager vs eager)' if r.eager else '') for k, r in b.iterrows()) + ' tokens'
 
 MODEL_COLS = ['phase', 'batch', 'dense_ms', 'sparse_ms', 'speedup', 'speedup_eager', 'dense_x_floor', 'sparse_x_floor']
 
@@ -178,15 +175,16 @@ def block_claims(t:pd.DataFrame, # output of `block_speed`
     "Verdicts on the seed's two speed claims from one block's graphed timings (best kernel per kind and token count) and the whole model's."
     fmt = speedup_text
     out = []
-    u = best_speedup(t, 'unstructured 50%') if len(t) else pd.Series(dtype=float)
+    none = pd.DataFrame(dict(speedup=pd.Series(dtype=float), eager=pd.Series(dtype=bool)))
+    ub = best_speedup(t, 'unstructured 50%') if len(t) else none; u = ub['speedup']
     if u.empty: out.append((SEED_SPEED['csr'], 'not yet measured', 'no unstructured timings in infer_speed.json'))
     else: out.append((SEED_SPEED['csr'], 'confirmed' if u.min() >= 1.1 and u.max() <= 1.2 else 'refuted',
-                      f"best unstructured-50% kernel per block vs dense: {fmt(u)}" + (' (slower than dense everywhere)' if u.max() < 1 else '')))
-    s = best_speedup(t, '2:4') if len(t) else pd.Series(dtype=float)
+                      f"best unstructured-50% kernel per block vs dense: {fmt(ub)}" + (' (slower than dense everywhere)' if u.max() < 1 else '')))
+    sb = best_speedup(t, '2:4') if len(t) else none; s = sb['speedup']
     w = m['speedup'].dropna() if m is not None and len(m) else pd.Series(dtype=float)
     if s.empty and w.empty: out.append((SEED_SPEED['nm'], 'not yet measured', 'no 2:4 timings in infer_speed.json'))
     else:
-        txt = [f"best 2:4 kernel per block vs dense: {fmt(s)}" + (f"; slower than dense at {int((s < 1).sum())} of {len(s)} token counts" if (s < 1).any() else '')] if len(s) else []
+        txt = [f"best 2:4 kernel per block vs dense: {fmt(sb)}" + (f"; slower than dense at {int((s < 1).sum())} of {len(s)} token counts" if (s < 1).any() else '')] if len(s) else []
         txt += [f"whole model vs the masked dense model, graphed: {model_speed_text(m)}" + (f"; slower at {int((w < 1).sum())} of {len(w)}" if (w < 1).any() else '')] if len(w) else []
         out.append((SEED_SPEED['nm'], 'refuted' if (s < 1).any() or (w < 1).any() else 'confirmed', '; '.join(txt)))
     return pd.DataFrame(out, columns=['claim', 'verdict', 'measured'])
