@@ -416,11 +416,14 @@ def plot_quality(df:pd.DataFrame, corpora=('stories', 'wikitext2'), labels=MAIN,
     import matplotlib.pyplot as plt
     df = tuned_owl(df); methods = [m for m in ('wanda', 'magnitude') if m in set(df.method)]
     fig, axs = plt.subplots(len(methods), 2 * len(corpora), figsize=(3.2 * 2 * len(corpora), 2.6 * len(methods)), dpi=70, squeeze=False)
+    T = {c: allocation_table(df, c) for c in corpora}
+    TD = {c: allocation_table(df, c, base='uniform, dense inputs') if 'uniform, dense inputs' in set(df.label) else None
+          for c in corpora} # global Wanda's like-for-like base
     for i, m in enumerate(methods):
         for j, c in enumerate(corpora):
-            t = allocation_table(df, c).loc[m]
-            dense = 'uniform, dense inputs' in set(t.index.get_level_values('label')) # global Wanda's like-for-like base
-            td = allocation_table(df, c, base='uniform, dense inputs').loc[m] if dense else None
+            t = T[c].loc[m]
+            dense = TD[c] is not None and 'uniform, dense inputs' in set(t.index.get_level_values('label'))
+            td = TD[c].loc[m] if dense else None
             for lab in labels:
                 if lab not in t.index.get_level_values('label'): continue
                 s = t.xs(lab, level='label')
