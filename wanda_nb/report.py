@@ -596,7 +596,7 @@ def _sec_ext(c:_Ctx) -> str:
     A = allocation_frame(c.df) if 'extra.alloc' in c.df and (c.df['experiment'] == 'allocation').any() else None
     if A is None: out.append("2. *Layer-wise vs global allocation, learned schedules*: not measured yet (nbs/26_allocation.ipynb).")
     else:
-        c.use('5.2', A)
+        c.use('5.2', A[A['extra.alloc'] != 'single-block']) # the verdicts' runs (single-block runs feed nbs/26's schedule figure)
         corp = [k for k in ('stories', 'wikitext2') if f'metrics.kl_windows.{k}' in A and A[f'metrics.kl_windows.{k}'].notna().all()]
         v = verdict_summary(allocation_verdicts(A, corpora=corp)).reset_index()
         out.append(f"2. *Layer-wise vs global allocation, learned schedules* (calibration seeds {', '.join(str(int(x)) for x in sorted(A['seed'].dropna().unique()))}; `seeds`: how many a comparison pairs; KL to dense "
